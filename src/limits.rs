@@ -1,0 +1,78 @@
+//! Every quantity a client controls, bounded by a named constant.
+//!
+//! One place to read what the server will tolerate: sizes, counts and times. Relations between
+//! limits are checked at compile time so a change that breaks one fails the build.
+
+use std::time::Duration;
+
+/// Contract: a body is at most 64 KiB unless `MAX_BODY_BYTES` says otherwise.
+pub const BODY_SIZE_DEFAULT: usize = 64 * 1024;
+/// Upper bound an operator may set with `MAX_BODY_BYTES` (1 MiB), so one connection stays small.
+pub const BODY_SIZE_MAX: usize = 1024 * 1024;
+/// Request line plus headers, in bytes; more is answered 431 and the connection closed.
+pub const HEAD_SIZE_MAX: usize = 8 * 1024;
+/// Number of request headers; more is answered 431 and the connection closed.
+pub const HEADERS_COUNT_MAX: usize = 32;
+/// Bytes a connection's buffer keeps between requests; a larger one is shrunk back to this.
+pub const CONNECTION_BUFFER_IDLE: usize = 4 * 1024;
+
+/// Contract: `webhook-id` is 1..=255 bytes of ASCII graphic characters.
+pub const EVENT_ID_LEN_MAX: usize = 255;
+/// Contract: `event_type` is 1..=64 bytes.
+pub const EVENT_TYPE_LEN_MAX: usize = 64;
+/// Contract: `object_id` is 1..=255 bytes.
+pub const OBJECT_ID_LEN_MAX: usize = 255;
+/// Contract: `amount_cents` is an integer in 0..=10^15.
+pub const AMOUNT_CENTS_MAX: i64 = 1_000_000_000_000_000;
+/// Contract: `metadata` has at most 50 top-level keys.
+pub const METADATA_KEYS_MAX: usize = 50;
+/// Contract: a `metadata` key is at most 40 bytes as sent.
+pub const METADATA_KEY_LEN_MAX: usize = 40;
+/// Contract: `metadata` is at most 8 KiB as sent.
+pub const METADATA_SIZE_MAX: usize = 8 * 1024;
+/// PostgreSQL's `numeric` input rejects exponents beyond ±1000, so `jsonb` cannot hold them.
+pub const METADATA_EXPONENT_MAX: i64 = 1000;
+/// Contract: nesting deeper than 128 is 400; this is serde_json's built-in recursion limit.
+pub const JSON_DEPTH_MAX: usize = 128;
+/// Top-level keys tracked for the duplicate-key rule; a body with more is 400.
+pub const TOP_LEVEL_KEYS_MAX: usize = 64;
+/// Entries looked at in one `webhook-signature` header.
+pub const SIGNATURES_COUNT_MAX: usize = 16;
+/// Secrets accepted in `WEBHOOK_SECRET` (rotation needs two; a few more cost nothing).
+pub const SECRETS_COUNT_MAX: usize = 8;
+
+/// Contract: a timestamp within 300 s of now, unless `SIGNATURE_TOLERANCE_SECS` says otherwise.
+pub const TIMESTAMP_SKEW_SECS_DEFAULT: i64 = 300;
+/// Upper bound for `SIGNATURE_TOLERANCE_SECS` (one day): wider windows make replays cheap.
+pub const TIMESTAMP_SKEW_SECS_MAX: i64 = 86_400;
+
+/// A request head and body must arrive within this time once its first byte has (slowloris).
+pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// An idle keep-alive connection is closed after this time.
+pub const KEEP_ALIVE_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// An answer that cannot be written within this time closes the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request waits at most this long for its commit result, then answers 503.
+pub const COMMIT_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Open connections; at the cap new ones are closed at once, existing ones keep working.
+pub const CONNECTIONS_MAX: usize = 10_000;
+
+/// Events one writer commits in one transaction.
+pub const BATCH_SIZE_MAX: usize = 512;
+/// Events waiting for a writer; when full, requests are answered 503 at once.
+pub const QUEUE_LEN_MAX: usize = 4096;
+/// `Retry-After` seconds sent with every 503.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// Connecting to PostgreSQL gives up after this time.
+pub const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// PostgreSQL cancels a statement running longer than this, so a writer never hangs for good.
+pub const DB_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+const _: () = assert!(METADATA_SIZE_MAX < BODY_SIZE_DEFAULT);
+const _: () = assert!(BODY_SIZE_DEFAULT <= BODY_SIZE_MAX);
+const _: () = assert!(EVENT_TYPE_LEN_MAX < HEAD_SIZE_MAX);
+const _: () = assert!(EVENT_ID_LEN_MAX < HEAD_SIZE_MAX);
+const _: () = assert!(CONNECTION_BUFFER_IDLE <= HEAD_SIZE_MAX);
+const _: () = assert!(BATCH_SIZE_MAX <= QUEUE_LEN_MAX);
+const _: () = assert!(TIMESTAMP_SKEW_SECS_DEFAULT <= TIMESTAMP_SKEW_SECS_MAX);

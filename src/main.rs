@@ -1,0 +1,3 @@
+//! Entry point: wiring only.
+
+fn main() {}
