@@ -30,9 +30,11 @@ pub const METADATA_KEYS_MAX: usize = 50;
 pub const METADATA_KEY_LEN_MAX: usize = 40;
 /// Contract: `metadata` is at most 8 KiB as sent.
 pub const METADATA_SIZE_MAX: usize = 8 * 1024;
-/// PostgreSQL's `numeric` input rejects exponents beyond ±1000, so `jsonb` cannot hold them.
+/// Metadata numbers with a larger exponent are refused: far inside what `jsonb` holds (about
+/// 1e131071), so nothing that passes can make the INSERT fail.
 pub const METADATA_EXPONENT_MAX: i64 = 1000;
-/// Contract: nesting deeper than 128 is 400; this is serde_json's built-in recursion limit.
+/// Contract: nesting deeper than 128 is 400. serde_json does not count depth inside `RawValue`
+/// or `IgnoredAny`, so `payload::parse` checks it before serde runs.
 pub const JSON_DEPTH_MAX: usize = 128;
 /// Top-level keys tracked for the duplicate-key rule; a body with more is 400.
 pub const TOP_LEVEL_KEYS_MAX: usize = 64;
