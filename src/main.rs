@@ -1,3 +1,159 @@
-//! Entry point: wiring only.
+//! Entry point: wiring only. Reads the configuration, starts the writers and the HTTP server,
+//! and shuts down cleanly on SIGTERM or SIGINT.
 
-fn main() {}
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hooksink::config::Config;
+use hooksink::localdb::{self, LocalPostgres};
+use hooksink::service::Context;
+use hooksink::store::{self, Store};
+use hooksink::{cli, metrics, server};
+use log::{error, info, warn};
+
+/// Coroutine stack in words (64 KiB): measured against the deepest body the contract accepts.
+const COROUTINE_STACK_WORDS: usize = 0x2000;
+/// Coroutines kept ready for reuse; may's default (1000) costs ~10 MB of idle memory.
+const COROUTINE_POOL: usize = 64;
+/// Time in-flight requests get to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Folder of the private cluster used when `DATABASE_URL` is unset.
+const LOCAL_DATA_DIR: &str = ".hooksink/pgdata";
+/// Port of that private cluster.
+const LOCAL_PORT: u16 = 54329;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => with_config(|config| serve(&config)),
+        Some("--help" | "-h" | "help") => {
+            print!("{}", cli::help());
+            ExitCode::SUCCESS
+        }
+        Some("--version" | "-V") => {
+            println!("hooksink {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some("sign") => cli::sign(args.get(1..).unwrap_or_default()),
+        Some("migrate") => with_database(true),
+        Some("check-config") => with_database(false),
+        Some(other) => cli::fail(&format!("unknown command {other:?}; see hooksink --help")),
+    }
+}
+
+fn with_config(run: impl FnOnce(Config) -> ExitCode) -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,may=warn"))
+        .init();
+    match Config::from_lookup(|name| std::env::var(name).ok()) {
+        Ok(config) => run(config),
+        Err(error) => cli::fail(&error.to_string()),
+    }
+}
+
+fn with_database(apply: bool) -> ExitCode {
+    with_config(|config| match config.database_url.as_deref() {
+        Some(url) => cli::database_command(&config, url, apply),
+        None => cli::fail("DATABASE_URL is not set"),
+    })
+}
+
+fn serve(config: &Config) -> ExitCode {
+    info!(
+        "starting hooksink {}: {}",
+        env!("CARGO_PKG_VERSION"),
+        config.describe()
+    );
+    let (url, local) = match database_url(config) {
+        Ok(found) => found,
+        Err(message) => return cli::fail(&message),
+    };
+    let connection = match store::connection_config(&url) {
+        Ok(connection) => connection,
+        Err(error) => return cli::fail(&format!("DATABASE_URL is not usable: {error}")),
+    };
+    match store::connect(&connection).and_then(|mut client| store::migrate(&mut client)) {
+        Ok(_) => metrics::set_database_up(true),
+        Err(error) => warn!("database not ready at start-up, answering 503 until it is: {error}"),
+    }
+    may::config()
+        .set_workers(config.workers)
+        .set_stack_size(COROUTINE_STACK_WORDS)
+        .set_pool_capacity(COROUTINE_POOL);
+    let store = match Store::start(connection, config.db_writers) {
+        Ok(store) => store,
+        Err(error) => return cli::fail(&format!("cannot start writer threads: {error}")),
+    };
+    let listener = match may::net::TcpListener::bind(config.listen_addr) {
+        Ok(listener) => listener,
+        Err(error) => {
+            return cli::fail(&format!("cannot listen on {}: {error}", config.listen_addr));
+        }
+    };
+    let address = listener.local_addr().unwrap_or(config.listen_addr);
+    let context: &'static Context = Box::leak(Box::new(Context {
+        secrets: config.secrets.clone(),
+        body_size_max: config.body_size_max,
+        tolerance_secs: config.tolerance_secs,
+        store: store.clone(),
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(error) = signal_hook::flag::register(signal, stop.clone()) {
+            return cli::fail(&format!("cannot handle signal {signal}: {error}"));
+        }
+    }
+    let accepting = may::go!(move || server::accept_loop(listener, context));
+    info!("listening on {address}");
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    info!("shutting down: no new connections, finishing in-flight requests");
+    server::begin_shutdown();
+    wake_accept_loop(address);
+    // The accept loop returns once woken; a failure to join changes nothing at exit.
+    let _ = accepting.join();
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while (metrics::in_flight() > 0 || store.queued() > 0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if metrics::in_flight() > 0 {
+        error!(
+            "{} requests still in flight after the grace period",
+            metrics::in_flight()
+        );
+    }
+    drop(local);
+    info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// `DATABASE_URL`, or a private cluster started in `LOCAL_DATA_DIR`.
+fn database_url(config: &Config) -> Result<(String, Option<LocalPostgres>), String> {
+    if let Some(url) = &config.database_url {
+        return Ok((url.clone(), None));
+    }
+    info!("DATABASE_URL is unset: starting a private PostgreSQL in {LOCAL_DATA_DIR}");
+    let options = localdb::Options {
+        port: LOCAL_PORT,
+        fsync: true,
+    };
+    match LocalPostgres::start(Path::new(LOCAL_DATA_DIR), &options) {
+        Ok(local) => Ok((local.url("postgres"), Some(local))),
+        Err(error) => Err(format!("cannot start the private PostgreSQL: {error}")),
+    }
+}
+
+/// Connects once to the listener so a blocked `accept` returns and sees the shutdown flag.
+fn wake_accept_loop(address: SocketAddr) {
+    let target = if address.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], address.port()))
+    } else {
+        address
+    };
+    // If this fails the accept loop is not blocked in accept, which is all we need.
+    let _ = TcpStream::connect_timeout(&target, Duration::from_secs(1));
+}

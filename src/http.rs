@@ -1,0 +1,557 @@
+//! HTTP/1.1 request heads and answers: the protocol, without sockets.
+//!
+//! `parse_head` turns the bytes of a request head into a `Head` that records *where* the
+//! interesting values sit in the connection buffer (spans, not copies), so the body can be read
+//! into the same buffer afterwards. Every request failure is a `Rejection`, one variant per row of
+//! the contract's answers table, written by `write_rejection`; no generic 500 exists.
+
+use std::io::Write;
+use std::ops::Range;
+
+use crate::limits::{HEAD_SIZE_MAX, HEADERS_COUNT_MAX, RETRY_AFTER_SECS};
+use crate::{payload, signature};
+
+/// A byte range of the connection buffer.
+pub type Span = Range<usize>;
+
+/// The request methods this server distinguishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Other,
+}
+
+/// A parsed request head. Spans index the buffer the head was parsed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub method: Method,
+    /// The request target without its query string.
+    pub path: Span,
+    /// Length of the head in bytes, including the blank line; the body starts here.
+    pub len: usize,
+    pub body: BodyFraming,
+    pub content_type: Option<Span>,
+    pub expect_continue: bool,
+    pub keep_alive: bool,
+    pub http10: bool,
+    pub webhook_id: Option<Span>,
+    pub webhook_timestamp: Option<Span>,
+    pub webhook_signature: Option<Span>,
+}
+
+/// How the request says its body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No Content-Length and no Transfer-Encoding: no body.
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Every answer that is not a success, one per row of the contract's answers table plus the
+/// protocol-level ones. `code()` is also the metrics label.
+#[derive(Debug)]
+pub enum Rejection {
+    NotFound,
+    MethodNotAllowed { allow: &'static str },
+    PayloadTooLarge { max: usize },
+    UnsupportedMediaType,
+    InvalidSignature(signature::Error),
+    InvalidJson(payload::SyntaxError),
+    ValidationFailed(payload::Error),
+    Unavailable,
+    LengthRequired(&'static str),
+    BadRequest(&'static str),
+    HeadTooLarge(&'static str),
+    RequestTimeout,
+}
+
+/// Whether the connection may carry another request after an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+    KeepAlive,
+    Close,
+}
+
+/// Parses a request head from the start of `bytes`. `Ok(None)` means more bytes are needed.
+pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Rejection> {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_COUNT_MAX];
+    let mut request = httparse::Request::new(&mut headers);
+    let len = match request.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if bytes.len() >= HEAD_SIZE_MAX => {
+            return Err(Rejection::HeadTooLarge(
+                "request head larger than 8192 bytes",
+            ));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Rejection::HeadTooLarge("more than 32 request headers"));
+        }
+        Err(error) => return Err(Rejection::BadRequest(parse_error_message(error))),
+    };
+    if len > HEAD_SIZE_MAX {
+        return Err(Rejection::HeadTooLarge(
+            "request head larger than 8192 bytes",
+        ));
+    }
+    let base = bytes.as_ptr() as usize;
+    let span_of = |text: &[u8]| {
+        let start = text.as_ptr() as usize - base;
+        start..start + text.len()
+    };
+    let method = match request.method {
+        Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
+        Some("POST") => Method::Post,
+        _ => Method::Other,
+    };
+    let target = request.path.unwrap_or("/").as_bytes();
+    let path_len = target
+        .iter()
+        .position(|&b| b == b'?')
+        .unwrap_or(target.len());
+    let http10 = request.version == Some(0);
+    let mut head = Head {
+        method,
+        path: span_of(target.get(..path_len).unwrap_or(target)),
+        len,
+        body: BodyFraming::None,
+        content_type: None,
+        expect_continue: false,
+        keep_alive: !http10,
+        http10,
+        webhook_id: None,
+        webhook_timestamp: None,
+        webhook_signature: None,
+    };
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding: Option<&[u8]> = None;
+    for header in request.headers.iter() {
+        let name = header.name;
+        let value = header.value;
+        if name.eq_ignore_ascii_case("content-length") {
+            let parsed = parse_content_length(value)?;
+            if content_length.is_some_and(|seen| seen != parsed) {
+                return Err(Rejection::BadRequest("conflicting content-length headers"));
+            }
+            content_length = Some(parsed);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if transfer_encoding.is_some() {
+                return Err(Rejection::BadRequest(
+                    "more than one transfer-encoding header",
+                ));
+            }
+            transfer_encoding = Some(value);
+        } else if name.eq_ignore_ascii_case("content-type") {
+            head.content_type = Some(span_of(value));
+        } else if name.eq_ignore_ascii_case("connection") {
+            apply_connection_header(&mut head, value);
+        } else if name.eq_ignore_ascii_case("expect") {
+            if !value.eq_ignore_ascii_case(b"100-continue") {
+                return Err(Rejection::BadRequest(
+                    "only expect: 100-continue is understood",
+                ));
+            }
+            head.expect_continue = !http10;
+        } else if name.eq_ignore_ascii_case("webhook-id") {
+            head.webhook_id = Some(span_of(value));
+        } else if name.eq_ignore_ascii_case("webhook-timestamp") {
+            head.webhook_timestamp = Some(span_of(value));
+        } else if name.eq_ignore_ascii_case("webhook-signature") {
+            head.webhook_signature = Some(span_of(value));
+        }
+    }
+    head.body = match (content_length, transfer_encoding) {
+        (Some(_), Some(_)) => {
+            return Err(Rejection::BadRequest(
+                "content-length together with transfer-encoding",
+            ));
+        }
+        (Some(length), None) => BodyFraming::Length(length),
+        (None, Some(coding)) if ends_with_chunked(coding) => BodyFraming::Chunked,
+        (None, Some(_)) => {
+            return Err(Rejection::BadRequest(
+                "transfer-encoding other than chunked",
+            ));
+        }
+        (None, None) => BodyFraming::None,
+    };
+    Ok(Some(head))
+}
+
+/// Whether `content-type` names `application/json`, with or without parameters.
+pub fn is_json_media_type(value: &[u8]) -> bool {
+    let media_type = value.split(|&b| b == b';').next().unwrap_or(value);
+    media_type
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"application/json")
+}
+
+impl Rejection {
+    /// HTTP status code and reason phrase.
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            Rejection::NotFound => (404, "Not Found"),
+            Rejection::MethodNotAllowed { .. } => (405, "Method Not Allowed"),
+            Rejection::PayloadTooLarge { .. } => (413, "Payload Too Large"),
+            Rejection::UnsupportedMediaType => (415, "Unsupported Media Type"),
+            Rejection::InvalidSignature(_) => (401, "Unauthorized"),
+            Rejection::InvalidJson(_) => (400, "Bad Request"),
+            Rejection::ValidationFailed(_) => (422, "Unprocessable Content"),
+            Rejection::Unavailable => (503, "Service Unavailable"),
+            Rejection::LengthRequired(_) => (411, "Length Required"),
+            Rejection::BadRequest(_) => (400, "Bad Request"),
+            Rejection::HeadTooLarge(_) => (431, "Request Header Fields Too Large"),
+            Rejection::RequestTimeout => (408, "Request Timeout"),
+        }
+    }
+
+    /// Stable machine-readable code, sent as `error` and used as the metrics label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::NotFound => "not_found",
+            Rejection::MethodNotAllowed { .. } => "method_not_allowed",
+            Rejection::PayloadTooLarge { .. } => "payload_too_large",
+            Rejection::UnsupportedMediaType => "unsupported_media_type",
+            Rejection::InvalidSignature(_) => "invalid_signature",
+            Rejection::InvalidJson(_) => "invalid_json",
+            Rejection::ValidationFailed(_) => "validation_failed",
+            Rejection::Unavailable => "unavailable",
+            Rejection::LengthRequired(_) => "length_required",
+            Rejection::BadRequest(_) => "bad_request",
+            Rejection::HeadTooLarge(_) => "header_too_large",
+            Rejection::RequestTimeout => "request_timeout",
+        }
+    }
+
+    /// Protocol-level failures leave the byte stream in an unknown state: close after answering.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            Rejection::BadRequest(_)
+                | Rejection::HeadTooLarge(_)
+                | Rejection::RequestTimeout
+                | Rejection::PayloadTooLarge { .. }
+                | Rejection::LengthRequired(_)
+        )
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"error\":\"");
+        out.extend_from_slice(self.code().as_bytes());
+        out.push(b'"');
+        match self {
+            Rejection::ValidationFailed(error) => {
+                out.extend_from_slice(b",\"field\":\"");
+                out.extend_from_slice(error.field.as_bytes());
+                out.push(b'"');
+                write_message(out, format_args!("{error}"));
+            }
+            Rejection::InvalidSignature(error) => write_message(out, format_args!("{error}")),
+            Rejection::InvalidJson(error) => write_message(out, format_args!("{error}")),
+            Rejection::PayloadTooLarge { max } => {
+                write_message(out, format_args!("body larger than {max} bytes"));
+            }
+            Rejection::LengthRequired(message)
+            | Rejection::BadRequest(message)
+            | Rejection::HeadTooLarge(message) => write_message(out, format_args!("{message}")),
+            Rejection::NotFound
+            | Rejection::MethodNotAllowed { .. }
+            | Rejection::UnsupportedMediaType
+            | Rejection::Unavailable
+            | Rejection::RequestTimeout => {}
+        }
+        out.push(b'}');
+    }
+}
+
+impl From<signature::Error> for Rejection {
+    #[cold]
+    fn from(error: signature::Error) -> Rejection {
+        Rejection::InvalidSignature(error)
+    }
+}
+
+impl From<payload::SyntaxError> for Rejection {
+    #[cold]
+    fn from(error: payload::SyntaxError) -> Rejection {
+        Rejection::InvalidJson(error)
+    }
+}
+
+impl From<payload::Error> for Rejection {
+    #[cold]
+    fn from(error: payload::Error) -> Rejection {
+        Rejection::ValidationFailed(error)
+    }
+}
+
+/// Appends the answer for `rejection` to `out`.
+pub fn write_rejection(out: &mut Vec<u8>, rejection: &Rejection, connection: Connection) {
+    let (status, reason) = rejection.status();
+    let mut body = Vec::with_capacity(128);
+    rejection.write_json(&mut body);
+    let mut extra: &[(&str, &str)] = &[];
+    let retry_after = RETRY_AFTER_SECS.to_string();
+    let retry = [("retry-after", retry_after.as_str())];
+    let allow;
+    match rejection {
+        Rejection::Unavailable => extra = &retry,
+        Rejection::MethodNotAllowed { allow: methods } => {
+            allow = [("allow", *methods)];
+            extra = &allow;
+        }
+        _ => {}
+    }
+    write_answer(
+        out,
+        (status, reason),
+        "application/json",
+        extra,
+        &body,
+        connection,
+    );
+}
+
+/// Appends a whole answer with a body to `out`.
+pub fn write_answer(
+    out: &mut Vec<u8>,
+    (status, reason): (u16, &str),
+    content_type: &str,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+    connection: Connection,
+) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    let _ = write!(out, "content-type: {content_type}\r\n");
+    let _ = write!(out, "content-length: {}\r\n", body.len());
+    for (name, value) in extra_headers {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    match connection {
+        Connection::KeepAlive => out.extend_from_slice(b"connection: keep-alive\r\n\r\n"),
+        Connection::Close => out.extend_from_slice(b"connection: close\r\n\r\n"),
+    }
+    out.extend_from_slice(body);
+}
+
+/// Appends `s` to `out` as the inside of a JSON string.
+pub fn write_json_escaped(out: &mut Vec<u8>, s: &str) {
+    for &byte in s.as_bytes() {
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f => {
+                let _ = write!(out, "\\u{byte:04x}");
+            }
+            _ => out.push(byte),
+        }
+    }
+}
+
+fn write_message(out: &mut Vec<u8>, message: std::fmt::Arguments<'_>) {
+    struct Escaper<'a>(&'a mut Vec<u8>);
+    impl std::fmt::Write for Escaper<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            write_json_escaped(self.0, s);
+            Ok(())
+        }
+    }
+    out.extend_from_slice(b",\"message\":\"");
+    let _ = std::fmt::Write::write_fmt(&mut Escaper(out), message);
+    out.push(b'"');
+}
+
+fn parse_content_length(value: &[u8]) -> Result<u64, Rejection> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(Rejection::BadRequest("content-length is not a number"));
+    }
+    // More than 19 digits cannot be a size we accept; saturate so it is answered 413.
+    if digits.len() > 19 {
+        return Ok(u64::MAX);
+    }
+    Ok(digits
+        .iter()
+        .fold(0u64, |total, &digit| total * 10 + u64::from(digit - b'0')))
+}
+
+fn apply_connection_header(head: &mut Head, value: &[u8]) {
+    for option in value.split(|&b| b == b',') {
+        let option = option.trim_ascii();
+        if option.eq_ignore_ascii_case(b"close") {
+            head.keep_alive = false;
+        } else if option.eq_ignore_ascii_case(b"keep-alive") && head.http10 {
+            head.keep_alive = true;
+        }
+    }
+}
+
+fn ends_with_chunked(coding: &[u8]) -> bool {
+    let last = coding.rsplit(|&b| b == b',').next().unwrap_or(coding);
+    last.trim_ascii().eq_ignore_ascii_case(b"chunked")
+}
+
+fn parse_error_message(error: httparse::Error) -> &'static str {
+    match error {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status",
+        httparse::Error::Token => "invalid token in request line",
+        httparse::Error::TooManyHeaders => "more than 32 request headers",
+        httparse::Error::Version => "invalid http version",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(raw: &str, expected: Result<Option<BodyFraming>, &str>) {
+        let actual = match parse_head(raw.as_bytes()) {
+            Ok(head) => Ok(head.map(|head| head.body)),
+            Err(rejection) => Err(rejection.code()),
+        };
+        assert_eq!(actual, expected, "{raw:?}");
+    }
+
+    #[test]
+    fn heads() {
+        let post = "POST /webhook HTTP/1.1\r\n";
+        check("POST /webhook HTTP/1.1\r\n", Ok(None));
+        check("GET / HTTP/1.1\r\n\r\n", Ok(Some(BodyFraming::None)));
+        check(
+            &format!("{post}content-length: 5\r\n\r\n"),
+            Ok(Some(BodyFraming::Length(5))),
+        );
+        check(
+            &format!("{post}Content-Length:  5 \r\n\r\n"),
+            Ok(Some(BodyFraming::Length(5))),
+        );
+        check(
+            &format!("{post}content-length: 5\r\ncontent-length: 5\r\n\r\n"),
+            Ok(Some(BodyFraming::Length(5))),
+        );
+        check(
+            &format!("{post}content-length: 5\r\ncontent-length: 6\r\n\r\n"),
+            Err("bad_request"),
+        );
+        check(
+            &format!("{post}content-length: abc\r\n\r\n"),
+            Err("bad_request"),
+        );
+        check(
+            &format!("{post}content-length: -1\r\n\r\n"),
+            Err("bad_request"),
+        );
+        check(
+            &format!("{post}content-length: +1\r\n\r\n"),
+            Err("bad_request"),
+        );
+        check(
+            &format!("{post}content-length: 1,1\r\n\r\n"),
+            Err("bad_request"),
+        );
+        check(
+            &format!("{post}content-length: 99999999999999999999999\r\n\r\n"),
+            Ok(Some(BodyFraming::Length(u64::MAX))),
+        );
+        check(
+            &format!("{post}transfer-encoding: chunked\r\n\r\n"),
+            Ok(Some(BodyFraming::Chunked)),
+        );
+        check(
+            &format!("{post}transfer-encoding: gzip, chunked\r\n\r\n"),
+            Ok(Some(BodyFraming::Chunked)),
+        );
+        check(
+            &format!("{post}transfer-encoding: gzip\r\n\r\n"),
+            Err("bad_request"),
+        );
+        check(
+            &format!("{post}transfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n"),
+            Err("bad_request"),
+        );
+        check(
+            &format!("{post}expect: 100-continue\r\n\r\n"),
+            Ok(Some(BodyFraming::None)),
+        );
+        check(
+            &format!("{post}expect: something\r\n\r\n"),
+            Err("bad_request"),
+        );
+        check(
+            "POST /webhook HTTP/1.1\r\nbad header\r\n\r\n",
+            Err("bad_request"),
+        );
+        check("POST /webhook HTTP/9.1\r\n\r\n", Err("bad_request"));
+    }
+
+    #[test]
+    fn head_size_limit() {
+        let fill = |n: usize| format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(n));
+        let overhead = fill(0).len();
+        check(&fill(HEAD_SIZE_MAX - overhead), Ok(Some(BodyFraming::None)));
+        check(&fill(HEAD_SIZE_MAX - overhead + 1), Err("header_too_large"));
+        let partial = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(HEAD_SIZE_MAX));
+        check(&partial, Err("header_too_large"));
+    }
+
+    #[test]
+    fn header_count_limit() {
+        let with = |n: usize| format!("GET / HTTP/1.1\r\n{}\r\n", "x: 1\r\n".repeat(n));
+        check(&with(HEADERS_COUNT_MAX), Ok(Some(BodyFraming::None)));
+        check(&with(HEADERS_COUNT_MAX + 1), Err("header_too_large"));
+    }
+
+    #[test]
+    fn spans_point_into_the_buffer() {
+        let raw = b"POST /webhook?x=1 HTTP/1.1\r\nWebhook-Id: msg_1\r\nContent-Type: application/json; charset=utf-8\r\n\r\n{}";
+        let head = parse_head(raw).unwrap().unwrap();
+        assert_eq!(&raw[head.path.clone()], b"/webhook");
+        assert_eq!(&raw[head.webhook_id.clone().unwrap()], b"msg_1");
+        assert!(is_json_media_type(&raw[head.content_type.clone().unwrap()]));
+        assert_eq!(&raw[head.len..], b"{}");
+        assert!(head.keep_alive);
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let keep = |raw: &str| parse_head(raw.as_bytes()).unwrap().unwrap().keep_alive;
+        assert!(keep("GET / HTTP/1.1\r\n\r\n"));
+        assert!(!keep("GET / HTTP/1.1\r\nconnection: close\r\n\r\n"));
+        assert!(!keep("GET / HTTP/1.0\r\n\r\n"));
+        assert!(keep("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn media_types() {
+        assert!(is_json_media_type(b"application/json"));
+        assert!(is_json_media_type(b"Application/JSON ; charset=utf-8"));
+        assert!(!is_json_media_type(b"application/jsonx"));
+        assert!(!is_json_media_type(b"text/plain"));
+        assert!(!is_json_media_type(b""));
+    }
+
+    #[test]
+    fn answers_are_exact() {
+        let mut out = Vec::new();
+        write_rejection(&mut out, &Rejection::Unavailable, Connection::KeepAlive);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 23\r\nretry-after: 5\r\nconnection: keep-alive\r\n\r\n{\"error\":\"unavailable\"}"
+        );
+        let mut escaped = Vec::new();
+        write_json_escaped(&mut escaped, "a\"b\\c\n\u{1}");
+        assert_eq!(escaped, b"a\\\"b\\\\c\\n\\u0001");
+    }
+}

@@ -1,0 +1,367 @@
+//! The connection layer: accept loop and one coroutine per connection on `may`.
+//!
+//! Each connection owns one buffer that holds the request head and body; it grows to at most
+//! `HEAD_SIZE_MAX` + the body limit and shrinks back to `CONNECTION_BUFFER_IDLE` between
+//! requests. Requests are answered in order, so keep-alive and pipelining need no queue. Every
+//! answer leaves the connection in a known state: the body consumed, or the connection closed.
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::{debug, warn};
+use may::net::{TcpListener, TcpStream};
+use may::sync::mpsc;
+
+use crate::http::{self, BodyFraming, Connection, Head, Method, Rejection};
+use crate::limits::{
+    CONNECTION_BUFFER_IDLE, CONNECTIONS_MAX, KEEP_ALIVE_IDLE_TIMEOUT, REQUEST_READ_TIMEOUT,
+    WRITE_TIMEOUT,
+};
+use crate::metrics;
+use crate::service::{self, Answer, Context};
+use crate::store::{Reply, Stored};
+
+/// Pause of the accept loop after an accept error such as running out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Free space made in the buffer before reading more of a request head.
+const HEAD_READ_SPACE: usize = 1024;
+
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// Accepts connections until `begin_shutdown`; run it inside a coroutine.
+pub fn accept_loop(listener: TcpListener, context: &'static Context) {
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let accepted = listener.accept();
+        if SHUTTING_DOWN.load(Ordering::Acquire) {
+            return;
+        }
+        match accepted {
+            Ok((stream, _)) => {
+                // At the cap the new connection is closed at once; existing ones keep working.
+                let Some(slot) = metrics::connection_opened(CONNECTIONS_MAX) else {
+                    continue;
+                };
+                may::go!(move || {
+                    let _slot = slot;
+                    serve(stream, context);
+                });
+            }
+            Err(error) => {
+                // EMFILE and friends: back off instead of spinning, and warn at most every 10 s.
+                if last_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                    warn!("accept failed, backing off: {error}");
+                    last_warning = Some(Instant::now());
+                }
+                may::coroutine::sleep(ACCEPT_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Stops accepting; open connections close after their current request.
+pub fn begin_shutdown() {
+    SHUTTING_DOWN.store(true, Ordering::Release);
+}
+
+/// Whether a shutdown has begun.
+pub fn shutting_down() -> bool {
+    SHUTTING_DOWN.load(Ordering::Acquire)
+}
+
+struct Conn {
+    stream: TcpStream,
+    /// Allocated (and zeroed) bytes; `filled` of them hold unread request data.
+    buffer: Vec<u8>,
+    filled: usize,
+    out: Vec<u8>,
+    replies: (mpsc::Sender<Reply>, mpsc::Receiver<Reply>),
+    read_timeout: Option<Duration>,
+}
+
+/// Why reading stopped without a request to answer.
+enum ReadError {
+    /// Peer closed, idle timeout, or a socket error: close without an answer.
+    Gone,
+    /// Answer this, then close.
+    Reject(Rejection),
+}
+
+fn serve(stream: TcpStream, context: &Context) {
+    // Socket options are best effort: a failure leaves the defaults, which still work.
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let mut conn = Conn {
+        stream,
+        buffer: vec![0; CONNECTION_BUFFER_IDLE],
+        filled: 0,
+        out: Vec::with_capacity(512),
+        replies: mpsc::channel(),
+        read_timeout: None,
+    };
+    while let Connection::KeepAlive = conn.next_request(context) {}
+}
+
+impl Conn {
+    /// Reads, handles and answers one request.
+    fn next_request(&mut self, context: &Context) -> Connection {
+        let head = match self.read_head() {
+            Ok(head) => head,
+            Err(ReadError::Gone) => return Connection::Close,
+            Err(ReadError::Reject(rejection)) => {
+                let _in_flight = metrics::request_started();
+                return self.reject(&rejection, Connection::Close, false);
+            }
+        };
+        let _in_flight = metrics::request_started();
+        let keep_alive = if head.keep_alive && !shutting_down() {
+            Connection::KeepAlive
+        } else {
+            Connection::Close
+        };
+        let head_only = head.method == Method::Head;
+        let route = match service::precheck(&head, self.data(), context.body_size_max) {
+            Ok(route) => route,
+            Err(rejection) => return self.reject_early(&head, &rejection, keep_alive),
+        };
+        if head.expect_continue && self.send(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+            return Connection::Close;
+        }
+        let body = match self.read_body(&head) {
+            Ok(body) => body,
+            Err(ReadError::Gone) => return Connection::Close,
+            Err(ReadError::Reject(rejection)) => {
+                return self.reject(&rejection, Connection::Close, false);
+            }
+        };
+        let buffer = std::mem::take(&mut self.buffer);
+        let (answer, returned) = service::handle(
+            context,
+            route,
+            &head,
+            buffer,
+            body.clone(),
+            &self.replies,
+            now_secs(),
+        );
+        let Some(buffer) = returned else {
+            // The writer still holds the buffer, so pipelined bytes are gone with it.
+            return self.reject(&Rejection::Unavailable, Connection::Close, head_only);
+        };
+        self.buffer = buffer;
+        let connection = match answer {
+            Ok(answer) => self.answer(&answer, keep_alive, head_only),
+            Err(rejection) => self.reject(&rejection, keep_alive, head_only),
+        };
+        self.consume(body.end);
+        connection
+    }
+
+    /// The answer for a request rejected before its body was read: consume the body when it
+    /// is small enough to be worth it and was not held back by `Expect: 100-continue`.
+    fn reject_early(
+        &mut self,
+        head: &Head,
+        rejection: &Rejection,
+        keep_alive: Connection,
+    ) -> Connection {
+        let head_only = head.method == Method::Head;
+        let consumable = match head.body {
+            BodyFraming::None => true,
+            BodyFraming::Length(_) => !rejection.closes_connection() && !head.expect_continue,
+            BodyFraming::Chunked => false,
+        };
+        if !consumable {
+            return self.reject(rejection, Connection::Close, head_only);
+        }
+        match self.read_body(head) {
+            Ok(body) => {
+                let connection = self.reject(rejection, keep_alive, head_only);
+                self.consume(body.end);
+                connection
+            }
+            Err(_) => self.reject(rejection, Connection::Close, head_only),
+        }
+    }
+
+    fn reject(
+        &mut self,
+        rejection: &Rejection,
+        connection: Connection,
+        head_only: bool,
+    ) -> Connection {
+        let connection = if rejection.closes_connection() {
+            Connection::Close
+        } else {
+            connection
+        };
+        metrics::count(rejection.code());
+        http::write_rejection(&mut self.out, rejection, connection);
+        self.flush(connection, head_only)
+    }
+
+    fn answer(&mut self, answer: &Answer, connection: Connection, head_only: bool) -> Connection {
+        let json = ("application/json", &[][..]);
+        match answer {
+            Answer::Stored(stored, id) => {
+                let (status, outcome) = match stored {
+                    Stored::Accepted => ("accepted", "accepted"),
+                    Stored::Duplicate => ("duplicate", "duplicate"),
+                };
+                metrics::count(outcome);
+                let id = self
+                    .buffer
+                    .get(id.clone())
+                    .and_then(|id| std::str::from_utf8(id).ok())
+                    .unwrap_or("");
+                let mut body = Vec::with_capacity(64 + id.len());
+                body.extend_from_slice(b"{\"status\":\"");
+                body.extend_from_slice(status.as_bytes());
+                body.extend_from_slice(b"\",\"id\":\"");
+                http::write_json_escaped(&mut body, id);
+                body.extend_from_slice(b"\"}");
+                http::write_answer(
+                    &mut self.out,
+                    (200, "OK"),
+                    json.0,
+                    json.1,
+                    &body,
+                    connection,
+                );
+            }
+            Answer::Healthy => {
+                metrics::count("ok");
+                let body = br#"{"status":"ok"}"#;
+                http::write_answer(&mut self.out, (200, "OK"), json.0, json.1, body, connection);
+            }
+            Answer::Metrics(text) => {
+                metrics::count("ok");
+                let content_type = "text/plain; version=0.0.4; charset=utf-8";
+                let body = text.as_bytes();
+                http::write_answer(
+                    &mut self.out,
+                    (200, "OK"),
+                    content_type,
+                    &[],
+                    body,
+                    connection,
+                );
+            }
+        }
+        self.flush(connection, head_only)
+    }
+
+    /// Sends the prepared answer (without its body for HEAD requests).
+    fn flush(&mut self, connection: Connection, head_only: bool) -> Connection {
+        let mut out = std::mem::take(&mut self.out);
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n")
+            && head_only
+        {
+            out.truncate(end + 4);
+        }
+        let sent = self.send(&out);
+        out.clear();
+        self.out = out;
+        match sent {
+            Ok(()) => connection,
+            Err(_) => Connection::Close,
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    fn data(&self) -> &[u8] {
+        self.buffer.get(..self.filled).unwrap_or_default()
+    }
+
+    fn read_head(&mut self) -> Result<Head, ReadError> {
+        let mut deadline = None;
+        loop {
+            if self.filled > 0 {
+                deadline.get_or_insert_with(|| Instant::now() + REQUEST_READ_TIMEOUT);
+                match http::parse_head(self.data()) {
+                    Ok(Some(head)) => return Ok(head),
+                    Ok(None) => {}
+                    Err(rejection) => return Err(ReadError::Reject(rejection)),
+                }
+            }
+            self.fill(deadline, HEAD_READ_SPACE)?;
+        }
+    }
+
+    /// Reads the Content-Length body after `head`; returns its span in the buffer.
+    fn read_body(&mut self, head: &Head) -> Result<std::ops::Range<usize>, ReadError> {
+        let length = match head.body {
+            BodyFraming::Length(length) => usize::try_from(length).unwrap_or(usize::MAX),
+            BodyFraming::None | BodyFraming::Chunked => 0,
+        };
+        let end = head.len.saturating_add(length);
+        let deadline = Some(Instant::now() + REQUEST_READ_TIMEOUT);
+        while self.filled < end {
+            self.fill(deadline, end - self.filled)?;
+        }
+        Ok(head.len..end)
+    }
+
+    /// Reads at least one more byte into the buffer, first making room for `want` bytes.
+    /// Without a deadline the connection is idle and waits for its next request.
+    fn fill(&mut self, deadline: Option<Instant>, want: usize) -> Result<(), ReadError> {
+        let timeout = match deadline {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => KEEP_ALIVE_IDLE_TIMEOUT,
+        };
+        if timeout.is_zero() {
+            return Err(ReadError::Reject(Rejection::RequestTimeout));
+        }
+        if self.read_timeout != Some(timeout) {
+            // Best effort: without it the request deadline is still checked after each read.
+            let _ = self.stream.set_read_timeout(Some(timeout));
+            self.read_timeout = Some(timeout);
+        }
+        if self.buffer.len() - self.filled < want {
+            self.buffer.resize(self.filled + want, 0);
+        }
+        let space = self.buffer.get_mut(self.filled..).unwrap_or_default();
+        match self.stream.read(space) {
+            Ok(0) => Err(ReadError::Gone),
+            Ok(read) => {
+                self.filled += read;
+                Ok(())
+            }
+            Err(error) if is_timeout(&error) && deadline.is_some() => {
+                Err(ReadError::Reject(Rejection::RequestTimeout))
+            }
+            Err(error) => {
+                debug!("connection read ended: {error}");
+                Err(ReadError::Gone)
+            }
+        }
+    }
+
+    /// Drops the first `consumed` bytes (a handled request), keeping pipelined ones.
+    fn consume(&mut self, consumed: usize) {
+        let consumed = consumed.min(self.filled);
+        self.buffer.copy_within(consumed..self.filled, 0);
+        self.filled -= consumed;
+        if self.buffer.len() > CONNECTION_BUFFER_IDLE && self.filled <= CONNECTION_BUFFER_IDLE {
+            self.buffer.truncate(CONNECTION_BUFFER_IDLE);
+            self.buffer.shrink_to_fit();
+        }
+    }
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}

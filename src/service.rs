@@ -1,0 +1,239 @@
+//! Routing and the webhook pipeline: verify → parse → validate → transform → store.
+//!
+//! Works on a request whose head and body already sit in the connection buffer; the socket
+//! stays in `server`. The order of the checks is the contract's: path and method, size,
+//! content-type (these three in `precheck`, before the body is read), then signature, JSON and
+//! field rules.
+
+use std::ops::Range;
+
+use may::sync::mpsc;
+
+use crate::http::{self, BodyFraming, Head, Method, Rejection};
+use crate::limits::COMMIT_WAIT_TIMEOUT;
+use crate::signature::{self, Secrets};
+use crate::store::{self, Pending, Reply, Store, Stored};
+use crate::{payload, transform};
+
+/// What the request handlers share.
+pub struct Context {
+    pub secrets: Secrets,
+    pub body_size_max: usize,
+    pub tolerance_secs: i64,
+    pub store: Store,
+}
+
+/// The endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Webhook,
+    Healthz,
+    Readyz,
+    Metrics,
+}
+
+/// A successful answer.
+pub enum Answer {
+    /// The event is committed (or was already); the id is at this span of the buffer.
+    Stored(Stored, Range<usize>),
+    /// A health endpoint's plain `{"status":"ok"}`.
+    Healthy,
+    /// The Prometheus text.
+    Metrics(String),
+}
+
+/// The buffer after the pipeline: back from the writer, or lost with a writer that did not
+/// answer in time (the connection must then close).
+pub type Returned = Option<Vec<u8>>;
+
+/// Checks that need only the head: path and method, size, content-type.
+pub fn precheck(head: &Head, buffer: &[u8], body_size_max: usize) -> Result<Route, Rejection> {
+    let path = buffer.get(head.path.clone()).unwrap_or_default();
+    let (route, allow) = match path {
+        b"/webhook" => (Route::Webhook, "POST"),
+        b"/healthz" => (Route::Healthz, "GET, HEAD"),
+        b"/readyz" => (Route::Readyz, "GET, HEAD"),
+        b"/metrics" => (Route::Metrics, "GET, HEAD"),
+        _ => return Err(Rejection::NotFound),
+    };
+    let method_allowed = match route {
+        Route::Webhook => head.method == Method::Post,
+        _ => matches!(head.method, Method::Get | Method::Head),
+    };
+    if !method_allowed {
+        return Err(Rejection::MethodNotAllowed { allow });
+    }
+    match head.body {
+        BodyFraming::Length(length) if length > body_size_max as u64 => {
+            return Err(Rejection::PayloadTooLarge { max: body_size_max });
+        }
+        BodyFraming::Chunked => {
+            return Err(Rejection::LengthRequired(
+                "chunked bodies are not accepted, send content-length",
+            ));
+        }
+        BodyFraming::None if route == Route::Webhook => {
+            return Err(Rejection::LengthRequired("content-length header missing"));
+        }
+        _ => {}
+    }
+    if route == Route::Webhook {
+        let content_type = head.content_type.clone().and_then(|span| buffer.get(span));
+        if !content_type.is_some_and(http::is_json_media_type) {
+            return Err(Rejection::UnsupportedMediaType);
+        }
+    }
+    Ok(route)
+}
+
+/// Runs `route` for a request whose body is `body` within `buffer`.
+pub fn handle(
+    context: &Context,
+    route: Route,
+    head: &Head,
+    buffer: Vec<u8>,
+    body: Range<usize>,
+    replies: &(mpsc::Sender<Reply>, mpsc::Receiver<Reply>),
+    now_secs: i64,
+) -> (Result<Answer, Rejection>, Returned) {
+    match route {
+        Route::Webhook => webhook(context, head, buffer, body, replies, now_secs),
+        Route::Healthz => (Ok(Answer::Healthy), Some(buffer)),
+        Route::Readyz => (ready(context, replies), Some(buffer)),
+        Route::Metrics => (
+            Ok(Answer::Metrics(crate::metrics::render(
+                context.store.queued(),
+            ))),
+            Some(buffer),
+        ),
+    }
+}
+
+fn webhook(
+    context: &Context,
+    head: &Head,
+    buffer: Vec<u8>,
+    body: Range<usize>,
+    replies: &(mpsc::Sender<Reply>, mpsc::Receiver<Reply>),
+    now_secs: i64,
+) -> (Result<Answer, Rejection>, Returned) {
+    let pending = match prepare(context, head, &buffer, body, now_secs) {
+        Ok(pending) => pending,
+        Err(rejection) => return (Err(rejection), Some(buffer)),
+    };
+    let id_span = head.webhook_id.clone().unwrap_or_default();
+    if let Err((error, buffer)) = context.store.submit(buffer, pending, &replies.0) {
+        return (Err(unavailable(error)), Some(buffer));
+    }
+    match replies.1.recv_timeout(COMMIT_WAIT_TIMEOUT) {
+        Ok(Reply { outcome, buffer }) => {
+            let answer = outcome.map(|stored| Answer::Stored(stored, id_span));
+            (answer.map_err(unavailable), Some(buffer))
+        }
+        Err(_) => (Err(unavailable(store::Error::Timeout)), None),
+    }
+}
+
+/// Everything up to the database, on the borrowed request bytes.
+fn prepare(
+    context: &Context,
+    head: &Head,
+    buffer: &[u8],
+    body: Range<usize>,
+    now_secs: i64,
+) -> Result<Pending, Rejection> {
+    let header = |span: &Option<Range<usize>>| span.clone().and_then(|span| buffer.get(span));
+    let headers = signature::Headers {
+        id: header(&head.webhook_id),
+        timestamp: header(&head.webhook_timestamp),
+        signature: header(&head.webhook_signature),
+    };
+    let body = buffer.get(body).unwrap_or_default();
+    let verified = signature::verify(
+        &context.secrets,
+        &headers,
+        body,
+        now_secs,
+        context.tolerance_secs,
+    )?;
+    let webhook = payload::parse(body)?;
+    let event = payload::validate(&webhook)?;
+    let row = transform::transform(verified.id, verified.timestamp, &event);
+    Ok(Pending::new(&row, buffer))
+}
+
+fn ready(
+    context: &Context,
+    replies: &(mpsc::Sender<Reply>, mpsc::Receiver<Reply>),
+) -> Result<Answer, Rejection> {
+    context.store.ping(&replies.0).map_err(unavailable)?;
+    match replies.1.recv_timeout(COMMIT_WAIT_TIMEOUT) {
+        Ok(Reply { outcome: Ok(_), .. }) => Ok(Answer::Healthy),
+        Ok(Reply {
+            outcome: Err(error),
+            ..
+        }) => Err(unavailable(error)),
+        Err(_) => Err(unavailable(store::Error::Timeout)),
+    }
+}
+
+#[cold]
+fn unavailable(error: store::Error) -> Rejection {
+    log::debug!("answering 503: {error:?}");
+    Rejection::Unavailable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(raw: &str, expected: Result<Route, &str>) {
+        let head = http::parse_head(raw.as_bytes()).unwrap().unwrap();
+        let actual = precheck(&head, raw.as_bytes(), 100).map_err(|r| r.code());
+        assert_eq!(actual, expected, "{raw:?}");
+    }
+
+    #[test]
+    fn prechecks_in_contract_order() {
+        let json = "content-type: application/json\r\n";
+        check("GET /healthz HTTP/1.1\r\n\r\n", Ok(Route::Healthz));
+        check("HEAD /readyz HTTP/1.1\r\n\r\n", Ok(Route::Readyz));
+        check("GET /metrics?x HTTP/1.1\r\n\r\n", Ok(Route::Metrics));
+        check("GET /nope HTTP/1.1\r\n\r\n", Err("not_found"));
+        check(
+            "POST /nope HTTP/1.1\r\ncontent-length: 999\r\n\r\n",
+            Err("not_found"),
+        );
+        check("GET /webhook HTTP/1.1\r\n\r\n", Err("method_not_allowed"));
+        check("POST /healthz HTTP/1.1\r\n\r\n", Err("method_not_allowed"));
+        check(
+            &format!("POST /webhook HTTP/1.1\r\n{json}content-length: 100\r\n\r\n"),
+            Ok(Route::Webhook),
+        );
+        check(
+            &format!("POST /webhook HTTP/1.1\r\n{json}content-length: 101\r\n\r\n"),
+            Err("payload_too_large"),
+        );
+        check(
+            "POST /webhook HTTP/1.1\r\ncontent-length: 101\r\n\r\n",
+            Err("payload_too_large"),
+        );
+        check(
+            "POST /webhook HTTP/1.1\r\ncontent-length: 10\r\n\r\n",
+            Err("unsupported_media_type"),
+        );
+        check(
+            "POST /webhook HTTP/1.1\r\ncontent-type: text/plain\r\ncontent-length: 10\r\n\r\n",
+            Err("unsupported_media_type"),
+        );
+        check(
+            &format!("POST /webhook HTTP/1.1\r\n{json}\r\n"),
+            Err("length_required"),
+        );
+        check(
+            &format!("POST /webhook HTTP/1.1\r\n{json}transfer-encoding: chunked\r\n\r\n"),
+            Err("length_required"),
+        );
+    }
+}

@@ -1,0 +1,555 @@
+//! PostgreSQL: migrations and the writer threads that commit events.
+//!
+//! The sync `postgres` client blocks the OS thread it runs on and misbehaves on coroutines, so
+//! every statement runs on a dedicated writer thread that owns one connection and its prepared
+//! statement. Requests hand a `Job` over a `may` channel and park until the writer answers. A
+//! writer takes every job waiting for it (up to `BATCH_SIZE_MAX`) and commits them in one
+//! transaction: that group commit is what lets throughput exceed one-row transactions, with no
+//! timer and no waiting for a batch to fill.
+//!
+//! Zero copy: a job carries the request's whole connection buffer plus spans into it, so the
+//! body is not copied before the database write; the buffer travels back with the answer.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use may::sync::{mpmc, mpsc};
+use postgres::{Client, NoTls, Statement};
+
+use crate::limits::{BATCH_SIZE_MAX, DB_CONNECT_TIMEOUT, DB_STATEMENT_TIMEOUT, QUEUE_LEN_MAX};
+use crate::metrics;
+use crate::transform::Row;
+
+/// Migrations in `sql/`, applied in this order, each once.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "0001_webhook_events.sql",
+    include_str!("../sql/0001_webhook_events.sql"),
+)];
+
+/// Key of the advisory lock that serialises migrations across instances ("hooksink" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x686f_6f6b_7369_6e6b;
+
+/// One statement for any batch size: arrays in, the ids actually inserted out.
+const INSERT_BATCH: &str = "\
+INSERT INTO webhook_events (event_id, event_type, category, action, object_id, amount_cents, \
+currency, amount, metadata, provider_ts) \
+SELECT e.id, e.event_type, e.category, e.action, e.object_id, e.amount_cents, e.currency, \
+e.amount::numeric(20,4), e.metadata::jsonb, to_timestamp(e.provider_ts) \
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], \
+$7::text[], $8::text[], $9::text[], $10::int8[]) \
+AS e(id, event_type, category, action, object_id, amount_cents, currency, amount, metadata, \
+provider_ts) \
+ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
+
+/// The result of storing one event that is not a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    Accepted,
+    Duplicate,
+}
+
+/// Why an event was not stored; every variant is answered 503 with `Retry-After`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The queue to the writers is full.
+    QueueFull,
+    /// The database is unreachable, or the commit failed or has an unknown outcome.
+    Unavailable,
+    /// No answer within `COMMIT_WAIT_TIMEOUT`; the commit may still happen.
+    Timeout,
+}
+
+/// A writer's answer; `buffer` is the connection buffer the job carried.
+pub struct Reply {
+    pub outcome: Result<Stored, Error>,
+    pub buffer: Vec<u8>,
+}
+
+/// Text of a row: a span of the job's buffer when the request bytes hold it verbatim.
+#[derive(Debug)]
+enum Text {
+    Span(Range<usize>),
+    Owned(Box<str>),
+}
+
+/// A row detached from its borrow of the connection buffer, ready to travel with it.
+#[derive(Debug)]
+pub struct Pending {
+    event_id: Text,
+    event_type: Text,
+    category: Text,
+    action: Text,
+    object_id: Text,
+    amount_cents: i64,
+    currency: [u8; 3],
+    amount: Box<str>,
+    metadata: Text,
+    provider_ts: i64,
+}
+
+/// Handle the request side uses to reach the writers.
+#[derive(Clone)]
+pub struct Store {
+    jobs: mpmc::Sender<Job>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// An event to insert (with the buffer it lives in), or a ping when `insert` is `None`.
+struct Job {
+    insert: Option<(Vec<u8>, Pending)>,
+    reply: mpsc::Sender<Reply>,
+}
+
+impl Pending {
+    /// Records where each value of `row` sits in `buffer`; values that are not in it (decoded
+    /// escapes, the `{}` default) are kept as owned text.
+    pub fn new(row: &Row<'_>, buffer: &[u8]) -> Pending {
+        let text = |value: &str| locate(value, buffer);
+        let mut currency = [b' '; 3];
+        for (slot, byte) in currency.iter_mut().zip(row.currency.bytes()) {
+            *slot = byte;
+        }
+        Pending {
+            event_id: text(row.event_id),
+            event_type: text(row.event_type),
+            category: text(row.category),
+            action: text(row.action),
+            object_id: text(row.object_id),
+            amount_cents: row.amount_cents,
+            currency,
+            amount: row.amount.as_str().into(),
+            metadata: text(row.metadata),
+            provider_ts: row.provider_ts,
+        }
+    }
+}
+
+impl Store {
+    /// Starts `writers` writer threads on `config`. They connect lazily and reconnect by
+    /// themselves, so this succeeds while the database is down.
+    pub fn start(config: postgres::Config, writers: usize) -> std::io::Result<Store> {
+        let (jobs, receiver) = mpmc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        for index in 0..writers {
+            let mut writer = Writer {
+                config: config.clone(),
+                jobs: receiver.clone(),
+                queued: queued.clone(),
+                connection: None,
+            };
+            std::thread::Builder::new()
+                .name(format!("db-writer-{index}"))
+                .spawn(move || writer.run())?;
+        }
+        Ok(Store { jobs, queued })
+    }
+
+    /// Hands `row` (which lives in `buffer`) to a writer. On failure the buffer comes back.
+    pub fn submit(
+        &self,
+        buffer: Vec<u8>,
+        row: Pending,
+        reply: &mpsc::Sender<Reply>,
+    ) -> Result<(), (Error, Vec<u8>)> {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= QUEUE_LEN_MAX {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err((Error::QueueFull, buffer));
+        }
+        let job = Job {
+            insert: Some((buffer, row)),
+            reply: reply.clone(),
+        };
+        self.send(job).map_err(|job| {
+            let buffer = job.insert.map(|(buffer, _)| buffer).unwrap_or_default();
+            (Error::Unavailable, buffer)
+        })
+    }
+
+    /// Asks a writer whether the database answers; the result arrives on `reply`.
+    pub fn ping(&self, reply: &mpsc::Sender<Reply>) -> Result<(), Error> {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= QUEUE_LEN_MAX {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::QueueFull);
+        }
+        let job = Job {
+            insert: None,
+            reply: reply.clone(),
+        };
+        self.send(job).map_err(|_| Error::Unavailable)
+    }
+
+    /// Events waiting for a writer now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    fn send(&self, job: Job) -> Result<(), Box<Job>> {
+        self.jobs.send(job).map_err(|error| {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            Box::new(error.0)
+        })
+    }
+}
+
+/// Parses `DATABASE_URL` and sets the timeouts this server relies on.
+pub fn connection_config(url: &str) -> Result<postgres::Config, postgres::Error> {
+    let mut config = postgres::Config::from_str(url)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(DB_CONNECT_TIMEOUT);
+    }
+    config
+        .application_name("hooksink")
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3);
+    Ok(config)
+}
+
+/// Applies the migrations in `sql/` that are not applied yet, under an advisory lock so that
+/// instances starting together apply each exactly once. Returns how many were applied.
+pub fn migrate(client: &mut Client) -> Result<usize, postgres::Error> {
+    client.query("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])?;
+    let applied = apply_migrations(client);
+    let unlocked = client.query("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]);
+    let applied = applied?;
+    unlocked?;
+    Ok(applied)
+}
+
+/// Opens a connection with the session settings every writer uses.
+pub fn connect(config: &postgres::Config) -> Result<Client, postgres::Error> {
+    let mut client = config.connect(NoTls)?;
+    let statement_timeout_ms = DB_STATEMENT_TIMEOUT.as_millis();
+    client.batch_execute(&format!(
+        "SET statement_timeout = {statement_timeout_ms}; SET lock_timeout = {statement_timeout_ms}"
+    ))?;
+    Ok(client)
+}
+
+struct Writer {
+    config: postgres::Config,
+    jobs: mpmc::Receiver<Job>,
+    queued: Arc<AtomicUsize>,
+    connection: Option<(Client, Statement)>,
+}
+
+/// A batch's inserts, split from its pings.
+struct Batch {
+    inserts: Vec<(Vec<u8>, Pending, mpsc::Sender<Reply>)>,
+    pings: Vec<mpsc::Sender<Reply>>,
+}
+
+impl Writer {
+    fn run(&mut self) {
+        let mut batch = Batch {
+            inserts: Vec::with_capacity(BATCH_SIZE_MAX),
+            pings: Vec::new(),
+        };
+        // Blocking on a may channel from an OS thread is supported; see CRATES.md.
+        while let Ok(first) = self.jobs.recv() {
+            batch.push(first);
+            while batch.len() < BATCH_SIZE_MAX {
+                match self.jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+            self.commit(&mut batch);
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Batch) {
+        let started = Instant::now();
+        let outcomes = match self.ensure_connected() {
+            Ok(()) => self.insert(&batch.inserts),
+            Err(()) => Err(Error::Unavailable),
+        };
+        if !batch.inserts.is_empty() {
+            metrics::observe_commit(started.elapsed(), batch.inserts.len(), outcomes.is_ok());
+        }
+        let ping = match outcomes {
+            Err(_) => Err(Error::Unavailable),
+            Ok(_) if batch.inserts.is_empty() => self.ping(),
+            Ok(_) => Ok(Stored::Accepted),
+        };
+        for reply in batch.pings.drain(..) {
+            // A requester that gave up waiting has dropped its receiver; nothing to do then.
+            let _ = reply.send(Reply {
+                outcome: ping,
+                buffer: Vec::new(),
+            });
+        }
+        for (index, (buffer, _, reply)) in batch.inserts.drain(..).enumerate() {
+            let outcome = match &outcomes {
+                Ok(stored) => stored
+                    .get(index)
+                    .copied()
+                    .unwrap_or(Err(Error::Unavailable)),
+                Err(error) => Err(*error),
+            };
+            // As above: a requester that timed out is gone.
+            let _ = reply.send(Reply { outcome, buffer });
+        }
+    }
+
+    fn ensure_connected(&mut self) -> Result<(), ()> {
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|(client, _)| !client.is_closed())
+        {
+            return Ok(());
+        }
+        let opened = connect(&self.config).and_then(|mut client| {
+            migrate(&mut client)?;
+            let statement = client.prepare(INSERT_BATCH)?;
+            Ok((client, statement))
+        });
+        match opened {
+            Ok(connection) => {
+                if !metrics::database_up() {
+                    info!("database connection established");
+                }
+                metrics::set_database_up(true);
+                self.connection = Some(connection);
+                Ok(())
+            }
+            Err(error) => {
+                if metrics::database_up() {
+                    warn!("database unreachable: {error}");
+                }
+                metrics::set_database_up(false);
+                self.connection = None;
+                Err(())
+            }
+        }
+    }
+
+    fn ping(&mut self) -> Result<Stored, Error> {
+        let Some((client, _)) = self.connection.as_mut() else {
+            return Err(Error::Unavailable);
+        };
+        match client.simple_query("SELECT 1") {
+            Ok(_) => Ok(Stored::Accepted),
+            Err(error) => {
+                self.lose_connection(&error);
+                Err(Error::Unavailable)
+            }
+        }
+    }
+
+    /// Inserts the batch in one transaction; per job: accepted, duplicate, or the error.
+    fn insert(
+        &mut self,
+        inserts: &[(Vec<u8>, Pending, mpsc::Sender<Reply>)],
+    ) -> Result<Vec<Result<Stored, Error>>, Error> {
+        if inserts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some((client, statement)) = self.connection.as_mut() else {
+            return Err(Error::Unavailable);
+        };
+        let columns = Columns::gather(inserts);
+        let committed = (|| {
+            let mut transaction = client.transaction()?;
+            let rows = transaction.query(&*statement, &columns.params())?;
+            transaction.commit()?;
+            Ok::<_, postgres::Error>(rows)
+        })();
+        match committed {
+            Ok(rows) => {
+                let inserted: HashSet<&str> =
+                    rows.iter().filter_map(|row| row.try_get(0).ok()).collect();
+                Ok(columns.outcomes(&inserted))
+            }
+            Err(error) => {
+                self.lose_connection(&error);
+                Err(Error::Unavailable)
+            }
+        }
+    }
+
+    fn lose_connection(&mut self, error: &postgres::Error) {
+        warn!("database write failed, reconnecting on the next batch: {error}");
+        metrics::set_database_up(false);
+        // The connection may be fine (a statement timeout), but after an error mid-transaction
+        // a fresh one is the simplest state to reason about.
+        self.connection = None;
+    }
+}
+
+impl Batch {
+    fn push(&mut self, job: Job) {
+        match job.insert {
+            Some((buffer, row)) => self.inserts.push((buffer, row, job.reply)),
+            None => self.pings.push(job.reply),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.inserts.len() + self.pings.len()
+    }
+}
+
+/// The batch as parameter arrays, one entry per distinct event id, borrowing the job buffers.
+struct Columns<'a> {
+    ids: Vec<&'a str>,
+    event_types: Vec<&'a str>,
+    categories: Vec<&'a str>,
+    actions: Vec<&'a str>,
+    object_ids: Vec<&'a str>,
+    amount_cents: Vec<i64>,
+    currencies: Vec<&'a str>,
+    amounts: Vec<&'a str>,
+    metadata: Vec<&'a str>,
+    provider_ts: Vec<i64>,
+    /// Per job: its event id, and whether it is the first job of the batch with that id.
+    jobs: Vec<(&'a str, bool)>,
+}
+
+impl<'a> Columns<'a> {
+    fn gather(inserts: &'a [(Vec<u8>, Pending, mpsc::Sender<Reply>)]) -> Columns<'a> {
+        let n = inserts.len();
+        let mut columns = Columns {
+            ids: Vec::with_capacity(n),
+            event_types: Vec::with_capacity(n),
+            categories: Vec::with_capacity(n),
+            actions: Vec::with_capacity(n),
+            object_ids: Vec::with_capacity(n),
+            amount_cents: Vec::with_capacity(n),
+            currencies: Vec::with_capacity(n),
+            amounts: Vec::with_capacity(n),
+            metadata: Vec::with_capacity(n),
+            provider_ts: Vec::with_capacity(n),
+            jobs: Vec::with_capacity(n),
+        };
+        let mut seen: HashSet<&str> = HashSet::with_capacity(n);
+        for (buffer, row, _) in inserts {
+            let id = resolve(&row.event_id, buffer);
+            // A redelivery inside one batch is sent once; the later copies answer duplicate.
+            let first = seen.insert(id);
+            columns.jobs.push((id, first));
+            if !first {
+                continue;
+            }
+            columns.ids.push(id);
+            columns.event_types.push(resolve(&row.event_type, buffer));
+            columns.categories.push(resolve(&row.category, buffer));
+            columns.actions.push(resolve(&row.action, buffer));
+            columns.object_ids.push(resolve(&row.object_id, buffer));
+            columns.amount_cents.push(row.amount_cents);
+            columns
+                .currencies
+                .push(std::str::from_utf8(&row.currency).unwrap_or(""));
+            columns.amounts.push(&row.amount);
+            columns.metadata.push(resolve(&row.metadata, buffer));
+            columns.provider_ts.push(row.provider_ts);
+        }
+        columns
+    }
+
+    fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); 10] {
+        [
+            &self.ids,
+            &self.event_types,
+            &self.categories,
+            &self.actions,
+            &self.object_ids,
+            &self.amount_cents,
+            &self.currencies,
+            &self.amounts,
+            &self.metadata,
+            &self.provider_ts,
+        ]
+    }
+
+    /// Accepted for the first job of each id the INSERT returned; duplicate for the rest.
+    fn outcomes(&self, inserted: &HashSet<&str>) -> Vec<Result<Stored, Error>> {
+        self.jobs
+            .iter()
+            .map(|(id, first)| {
+                if *first && inserted.contains(id) {
+                    Ok(Stored::Accepted)
+                } else {
+                    Ok(Stored::Duplicate)
+                }
+            })
+            .collect()
+    }
+}
+
+fn locate(value: &str, buffer: &[u8]) -> Text {
+    let start = (value.as_ptr() as usize).wrapping_sub(buffer.as_ptr() as usize);
+    let end = start.wrapping_add(value.len());
+    if start <= buffer.len() && end <= buffer.len() && start <= end {
+        Text::Span(start..end)
+    } else {
+        Text::Owned(value.into())
+    }
+}
+
+fn resolve<'a>(text: &'a Text, buffer: &'a [u8]) -> &'a str {
+    match text {
+        // The span was taken from a `&str` into this very buffer, so it is valid UTF-8.
+        Text::Span(span) => buffer
+            .get(span.clone())
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .unwrap_or(""),
+        Text::Owned(text) => text,
+    }
+}
+
+fn apply_migrations(client: &mut Client) -> Result<usize, postgres::Error> {
+    client.batch_execute(
+        "CREATE TABLE IF NOT EXISTS hooksink_migrations (
+            version    integer     PRIMARY KEY,
+            name       text        NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )?;
+    let mut applied = 0;
+    for (version, name, sql) in MIGRATIONS {
+        let done = client.query_opt(
+            "SELECT 1 FROM hooksink_migrations WHERE version = $1",
+            &[version],
+        )?;
+        if done.is_some() {
+            continue;
+        }
+        let mut transaction = client.transaction()?;
+        transaction.batch_execute(sql)?;
+        transaction.execute(
+            "INSERT INTO hooksink_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )?;
+        transaction.commit()?;
+        info!("applied migration {name}");
+        applied += 1;
+    }
+    Ok(applied)
+}
+
+/// Migrations in `sql/` not applied to the database yet.
+pub fn pending_migrations(client: &mut Client) -> Result<usize, postgres::Error> {
+    let exists = client.query_one("SELECT to_regclass('hooksink_migrations') IS NOT NULL", &[])?;
+    if !exists.try_get::<_, bool>(0)? {
+        return Ok(MIGRATIONS.len());
+    }
+    let mut pending = 0;
+    for (version, _, _) in MIGRATIONS {
+        let done = client.query_opt(
+            "SELECT 1 FROM hooksink_migrations WHERE version = $1",
+            &[version],
+        )?;
+        pending += usize::from(done.is_none());
+    }
+    Ok(pending)
+}

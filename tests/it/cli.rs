@@ -1,0 +1,83 @@
+//! The command line, run as an operator would.
+
+use std::process::Command;
+
+fn hooksink(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hooksink"));
+    command.args(args).env_clear();
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn help_lists_every_variable() {
+    let output = hooksink(&["--help"], &[]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for name in [
+        "DATABASE_URL",
+        "LISTEN_ADDR",
+        "WEBHOOK_SECRET",
+        "WORKERS",
+        "DB_WRITERS",
+        "MAX_BODY_BYTES",
+        "SIGNATURE_TOLERANCE_SECS",
+        "RUST_LOG",
+    ] {
+        assert!(text.contains(name), "{name} missing from --help");
+    }
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let output = hooksink(&["--version"], &[]);
+    assert!(output.status.success());
+    let expected = format!("hooksink {}\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), expected);
+}
+
+#[test]
+fn malformed_secret_stops_start_up_with_a_clear_message() {
+    let output = hooksink(&[], &[("WEBHOOK_SECRET", "not-a-secret")]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        text.contains("WEBHOOK_SECRET entry 1 does not start with whsec_"),
+        "{text}"
+    );
+    assert!(!text.contains("not-a-secret"), "{text}");
+}
+
+#[test]
+fn sign_prints_standard_webhooks_headers() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hooksink"))
+        .args([
+            "sign",
+            "--id",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "--timestamp",
+            "1614265330",
+        ])
+        .env_clear()
+        .env("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"test": 2432232314}"#)
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "webhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek\nwebhook-timestamp: 1614265330\n\
+         webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=\n"
+    );
+}
