@@ -46,7 +46,7 @@ fn main() -> ExitCode {
 }
 
 fn with_config(run: impl FnOnce(Config) -> ExitCode) -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,may=warn"))
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,may=warn,postgres=warn,tokio_postgres=warn"))
         .init();
     match Config::from_lookup(|name| std::env::var(name).ok()) {
         Ok(config) => run(config),
