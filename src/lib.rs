@@ -10,6 +10,7 @@ pub mod currency;
 pub mod http;
 pub mod limits;
 pub mod localdb;
+pub mod logging;
 pub mod metrics;
 pub mod payload;
 pub mod server;

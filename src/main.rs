@@ -12,7 +12,7 @@ use hooksink::config::Config;
 use hooksink::localdb::{self, LocalPostgres};
 use hooksink::service::Context;
 use hooksink::store::{self, Store};
-use hooksink::{cli, metrics, server};
+use hooksink::{cli, logging, metrics, server};
 use log::{error, info, warn};
 
 /// Coroutine stack in words (64 KiB): measured against the deepest body the contract accepts.
@@ -46,8 +46,9 @@ fn main() -> ExitCode {
 }
 
 fn with_config(run: impl FnOnce(Config) -> ExitCode) -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,may=warn,postgres=warn,tokio_postgres=warn"))
-        .init();
+    if let Err(message) = logging::init() {
+        return cli::fail(&message);
+    }
     match Config::from_lookup(|name| std::env::var(name).ok()) {
         Ok(config) => run(config),
         Err(error) => cli::fail(&error.to_string()),
@@ -79,6 +80,7 @@ fn serve(config: &Config) -> ExitCode {
         Ok(_) => metrics::set_database_up(true),
         Err(error) => warn!("database not ready at start-up, answering 503 until it is: {error}"),
     }
+    let connections_max = server::raise_connection_limit();
     may::config()
         .set_workers(config.workers)
         .set_stack_size(COROUTINE_STACK_WORDS)
@@ -106,7 +108,7 @@ fn serve(config: &Config) -> ExitCode {
             return cli::fail(&format!("cannot handle signal {signal}: {error}"));
         }
     }
-    let accepting = may::go!(move || server::accept_loop(listener, context));
+    let accepting = may::go!(move || server::accept_loop(listener, context, connections_max));
     info!("listening on {address}");
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(50));

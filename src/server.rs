@@ -22,6 +22,8 @@ use crate::metrics;
 use crate::service::{self, Answer, Context};
 use crate::store::{Reply, Stored};
 
+/// Descriptors kept free for the listener, database connections, logs and the private cluster.
+const FDS_RESERVED: usize = 64;
 /// Pause of the accept loop after an accept error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Free space made in the buffer before reading more of a request head.
@@ -30,7 +32,7 @@ const HEAD_READ_SPACE: usize = 1024;
 static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 
 /// Accepts connections until `begin_shutdown`; run it inside a coroutine.
-pub fn accept_loop(listener: TcpListener, context: &'static Context) {
+pub fn accept_loop(listener: TcpListener, context: &'static Context, connections_max: usize) {
     let mut last_warning: Option<Instant> = None;
     loop {
         let accepted = listener.accept();
@@ -40,7 +42,7 @@ pub fn accept_loop(listener: TcpListener, context: &'static Context) {
         match accepted {
             Ok((stream, _)) => {
                 // At the cap the new connection is closed at once; existing ones keep working.
-                let Some(slot) = metrics::connection_opened(CONNECTIONS_MAX) else {
+                let Some(slot) = metrics::connection_opened(connections_max) else {
                     continue;
                 };
                 may::go!(move || {
@@ -58,6 +60,43 @@ pub fn accept_loop(listener: TcpListener, context: &'static Context) {
             }
         }
     }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the connection cap that fits
+/// below it: `CONNECTIONS_MAX`, less when file descriptors are scarce. Keeping the cap below the
+/// limit means accept never fails for lack of descriptors under a connection flood.
+pub fn raise_connection_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read or write the struct we pass.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return CONNECTIONS_MAX.min(1024 - FDS_RESERVED);
+        }
+        let wanted = limit
+            .rlim_max
+            .min((CONNECTIONS_MAX + FDS_RESERVED) as libc::rlim_t);
+        if wanted > limit.rlim_cur {
+            let raised = libc::rlimit {
+                rlim_cur: wanted,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = wanted;
+            }
+        }
+        limit.rlim_cur
+    };
+    let soft = usize::try_from(soft).unwrap_or(usize::MAX);
+    let cap = CONNECTIONS_MAX
+        .min(soft.saturating_sub(FDS_RESERVED))
+        .max(1);
+    if cap < CONNECTIONS_MAX {
+        warn!("file descriptor limit {soft} caps open connections at {cap}");
+    }
+    cap
 }
 
 /// Stops accepting; open connections close after their current request.
