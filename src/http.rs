@@ -56,7 +56,7 @@ pub enum BodyFraming {
 pub enum Rejection {
     NotFound,
     MethodNotAllowed { allow: &'static str },
-    PayloadTooLarge { max: usize },
+    PayloadTooLarge,
     UnsupportedMediaType,
     InvalidSignature(signature::Error),
     InvalidJson(payload::SyntaxError),
@@ -196,7 +196,7 @@ impl Rejection {
         match self {
             Rejection::NotFound => (404, "Not Found"),
             Rejection::MethodNotAllowed { .. } => (405, "Method Not Allowed"),
-            Rejection::PayloadTooLarge { .. } => (413, "Payload Too Large"),
+            Rejection::PayloadTooLarge => (413, "Payload Too Large"),
             Rejection::UnsupportedMediaType => (415, "Unsupported Media Type"),
             Rejection::InvalidSignature(_) => (401, "Unauthorized"),
             Rejection::InvalidJson(_) => (400, "Bad Request"),
@@ -214,7 +214,7 @@ impl Rejection {
         match self {
             Rejection::NotFound => "not_found",
             Rejection::MethodNotAllowed { .. } => "method_not_allowed",
-            Rejection::PayloadTooLarge { .. } => "payload_too_large",
+            Rejection::PayloadTooLarge => "payload_too_large",
             Rejection::UnsupportedMediaType => "unsupported_media_type",
             Rejection::InvalidSignature(_) => "invalid_signature",
             Rejection::InvalidJson(_) => "invalid_json",
@@ -234,7 +234,7 @@ impl Rejection {
             Rejection::BadRequest(_)
                 | Rejection::HeadTooLarge(_)
                 | Rejection::RequestTimeout
-                | Rejection::PayloadTooLarge { .. }
+                | Rejection::PayloadTooLarge
                 | Rejection::LengthRequired(_)
         )
     }
@@ -252,13 +252,11 @@ impl Rejection {
             }
             Rejection::InvalidSignature(error) => write_message(out, format_args!("{error}")),
             Rejection::InvalidJson(error) => write_message(out, format_args!("{error}")),
-            Rejection::PayloadTooLarge { max } => {
-                write_message(out, format_args!("body larger than {max} bytes"));
-            }
             Rejection::LengthRequired(message)
             | Rejection::BadRequest(message)
             | Rejection::HeadTooLarge(message) => write_message(out, format_args!("{message}")),
             Rejection::NotFound
+            | Rejection::PayloadTooLarge
             | Rejection::MethodNotAllowed { .. }
             | Rejection::UnsupportedMediaType
             | Rejection::Unavailable

@@ -60,8 +60,8 @@ pub struct LocalPostgres {
 /// Why a cluster could not be found, created, started, stopped or queried.
 #[derive(Debug)]
 pub enum Error {
-    /// No folder holds both `initdb` and `postgres`.
-    BinariesNotFound { looked_in: String },
+    /// No folder holds both `initdb` and `postgres`; `from_env` when `PG_BIN` named it.
+    BinariesNotFound { looked_in: PathBuf, from_env: bool },
     /// We run as root and the unprivileged account is not in /etc/passwd.
     NoUnprivilegedUser,
     /// The unprivileged account cannot search a folder on the way to the data folder.
@@ -100,9 +100,22 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::BinariesNotFound { looked_in } => {
-                write!(f, "postgres binaries not found in {looked_in}; set PG_BIN")
-            }
+            Error::BinariesNotFound {
+                looked_in,
+                from_env: true,
+            } => write!(
+                f,
+                "postgres binaries (initdb, postgres) not found in PG_BIN={}",
+                looked_in.display()
+            ),
+            Error::BinariesNotFound {
+                looked_in,
+                from_env: false,
+            } => write!(
+                f,
+                "postgres binaries not found in {}/*/bin; set PG_BIN",
+                looked_in.display()
+            ),
             Error::NoUnprivilegedUser => write!(
                 f,
                 "running as root, and PostgreSQL refuses root, but user {UNPRIVILEGED_USER} \
@@ -348,10 +361,18 @@ impl LocalPostgres {
         command
     }
 
+    /// Waits until our postmaster reports "ready" in `postmaster.pid` (as `pg_ctl -w` does) and
+    /// then answers `SELECT 1`. Reading the pid file first matters: whatever else listens on
+    /// the port may accept a connection and never answer, and the driver's connect timeout
+    /// covers only the TCP connect.
     fn wait_ready(&mut self) -> Result<(), Error> {
         let deadline = Instant::now() + START_TIMEOUT;
+        let pid_file = self.dir.join("postmaster.pid");
         loop {
-            if let Some(status) = self.postmaster.as_ref().and_then(Postmaster::exit_status) {
+            let Some(postmaster) = &self.postmaster else {
+                return Err(Error::NotRunning);
+            };
+            if let Some(status) = postmaster.exit_status() {
                 self.postmaster = None;
                 return Err(Error::Exited {
                     status,
@@ -359,11 +380,16 @@ impl LocalPostgres {
                     log_tail: tail(&read_tail(&self.log_path()), 10),
                 });
             }
-            let last_error = match connect(self.options.port, "postgres")
-                .and_then(|mut client| client.simple_query("SELECT 1"))
-            {
-                Ok(_) => return Ok(()),
-                Err(error) => error.to_string(),
+            let text = fs::read_to_string(&pid_file).unwrap_or_default();
+            let last_error = if parse_pid_file(&text) != Some((postmaster.pid, "ready")) {
+                String::from("postmaster.pid does not say ready yet")
+            } else {
+                match connect(self.options.port, "postgres")
+                    .and_then(|mut client| client.simple_query("SELECT 1"))
+                {
+                    Ok(_) => return Ok(()),
+                    Err(error) => error.to_string(),
+                }
             };
             if Instant::now() >= deadline {
                 return Err(Error::NotReady {
@@ -509,11 +535,13 @@ fn find_bin_dir(pg_bin: Option<OsString>, root: &Path) -> Result<PathBuf, Error>
             return Ok(dir);
         }
         return Err(Error::BinariesNotFound {
-            looked_in: format!("PG_BIN={}", dir.display()),
+            looked_in: dir,
+            from_env: true,
         });
     }
     let not_found = || Error::BinariesNotFound {
-        looked_in: format!("{}/*/bin", root.display()),
+        looked_in: root.to_path_buf(),
+        from_env: false,
     };
     let entries = fs::read_dir(root).map_err(|_| not_found())?;
     let mut versions: Vec<((u32, u32), PathBuf)> = entries
@@ -695,8 +723,15 @@ fn clear_stale_postmaster(dir: &Path) -> Result<(), Error> {
     );
     for (signal, timeout) in [(libc::SIGINT, STOP_TIMEOUT), (libc::SIGKILL, KILL_TIMEOUT)] {
         // SAFETY: kill has no memory effects. The pid was just checked to be a postgres on
-        // `dir`; an error means it is gone.
-        let _ = unsafe { libc::kill(pid, signal) };
+        // `dir`; ESRCH means it is gone, which the loop below notices.
+        let rc = unsafe { libc::kill(pid, signal) };
+        if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) {
+            // Another user's postgres: not ours to stop.
+            return Err(Error::Busy {
+                pid,
+                dir: dir.to_path_buf(),
+            });
+        }
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if !is_live_postgres(pid) {
@@ -706,6 +741,15 @@ fn clear_stale_postmaster(dir: &Path) -> Result<(), Error> {
         }
     }
     Err(Error::StopFailed { pid })
+}
+
+/// The pid (line 1) and status (line 8: starting, ready, stopping, standby) of a
+/// `postmaster.pid` file.
+fn parse_pid_file(text: &str) -> Option<(libc::pid_t, &str)> {
+    let mut lines = text.lines();
+    let pid = lines.next()?.trim().parse().ok()?;
+    let status = lines.nth(6)?.trim();
+    Some((pid, status))
 }
 
 /// Whether `pid` is a postgres process that has not exited (a zombie has).
@@ -883,7 +927,13 @@ mod tests {
             pinned
         );
         let wrong = find_bin_dir(Some(root.join("17/bin").into()), &root).unwrap_err();
-        assert!(wrong.to_string().contains("17/bin; set PG_BIN"), "{wrong}");
+        assert_eq!(
+            wrong.to_string(),
+            format!(
+                "postgres binaries (initdb, postgres) not found in PG_BIN={}/17/bin",
+                root.display()
+            )
+        );
         let missing = find_bin_dir(None, &root.join("absent")).unwrap_err();
         assert_eq!(
             missing.to_string(),
@@ -946,6 +996,24 @@ mod tests {
         check_stat("7 (a) b) R 1", Some(("a) b", 'R')));
         check_stat("7 (bash) ", None);
         check_stat("", None);
+    }
+
+    #[track_caller]
+    fn check_pid_file(text: &str, expected: Option<(i32, &str)>) {
+        assert_eq!(parse_pid_file(text), expected, "{text:?}");
+    }
+
+    #[test]
+    fn pid_file() {
+        let ready = "8959\n/tmp/d\n1795654564\n25432\n\n127.0.0.1\n  0 1\nready   \n";
+        check_pid_file(ready, Some((8959, "ready")));
+        check_pid_file(
+            &ready.replace("ready   ", "starting"),
+            Some((8959, "starting")),
+        );
+        check_pid_file("8959\n/tmp/d\n1795654564\n25432\n\n127.0.0.1\n", None);
+        check_pid_file("x\n/tmp/d\n1\n2\n\n\n\nready\n", None);
+        check_pid_file("", None);
     }
 
     #[test]

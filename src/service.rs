@@ -65,7 +65,7 @@ pub fn precheck(head: &Head, buffer: &[u8], body_size_max: usize) -> Result<Rout
     }
     match head.body {
         BodyFraming::Length(length) if length > body_size_max as u64 => {
-            return Err(Rejection::PayloadTooLarge { max: body_size_max });
+            return Err(Rejection::PayloadTooLarge);
         }
         BodyFraming::Chunked => {
             return Err(Rejection::LengthRequired(
