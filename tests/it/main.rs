@@ -9,5 +9,7 @@ mod support;
 
 mod answers;
 mod cli;
+mod durability;
 mod faults;
 mod localdb;
+mod scale;
