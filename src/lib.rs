@@ -7,6 +7,8 @@
 pub mod cli;
 pub mod config;
 pub mod currency;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod limits;
 pub mod localdb;

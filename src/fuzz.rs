@@ -1,0 +1,190 @@
+//! Property tests for the parser-facing code: random and mutated request heads and bodies
+//! never panic and always end in one of the contract's answers, and whatever passes
+//! validation satisfies the contract's rules (checked again independently here).
+//!
+//! CI runs a short pass; run longer with
+//! `HOOKSINK_FUZZ_ITERATIONS=2000000 cargo test --lib fuzz -- --nocapture`.
+//! `HOOKSINK_FUZZ_SEED` replays a run.
+
+use crate::http::{self, Rejection};
+use crate::{payload, transform};
+
+const ITERATIONS_DEFAULT: u64 = 20_000;
+
+/// Fragments that tend to reach edge cases when spliced in.
+const TOKENS: &[&[u8]] = &[
+    b"\\u0000",
+    b"\\ud800",
+    b"\\udc00",
+    b"\\\\",
+    b"\\\"",
+    b"\"",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b",",
+    b"null",
+    b"1e1001",
+    b"-0",
+    b"1.5",
+    b"99999999999999999999",
+    b"\xff",
+    b"\xef\xbb\xbf",
+    b"\x00",
+    b"\r\n",
+    b"\r\n\r\n",
+    b"content-length: 5\r\n",
+    b"transfer-encoding: chunked\r\n",
+    b"\"metadata\":",
+    b"\"currency\":\"jpy\"",
+    b"\"amount_cents\":",
+    b"\"event_type\":\"a.b\"",
+];
+
+const SEED_BODY: &[u8] = br#"{"event_type":"payment.succeeded","object_id":"pi_3MtwBw","amount_cents":2000,"currency":"usd","metadata":{"order_id":"6735","nested":[1,{"a":null}],"text":"caf\u00e9 \/"},"extra":[true]}"#;
+const SEED_HEAD: &[u8] = b"POST /webhook?x=1 HTTP/1.1\r\nhost: a\r\ncontent-type: application/json\r\ncontent-length: 2\r\nwebhook-id: msg_1\r\nexpect: 100-continue\r\nconnection: keep-alive\r\n\r\n{}";
+
+/// xorshift64*: tiny, deterministic, good enough to drive mutations.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn settings() -> (u64, u64) {
+    let read = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    let seed = read("HOOKSINK_FUZZ_SEED").unwrap_or(0x9e37_79b9_7f4a_7c15);
+    (
+        seed,
+        read("HOOKSINK_FUZZ_ITERATIONS").unwrap_or(ITERATIONS_DEFAULT),
+    )
+}
+
+/// Applies 1..=4 random edits to `input`.
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for _ in 0..=rng.below(4) {
+        let at = rng.below(out.len() + 1);
+        match rng.below(6) {
+            0 if !out.is_empty() => {
+                let at = at.min(out.len() - 1);
+                out[at] = rng.next() as u8;
+            }
+            1 => {
+                let token = TOKENS[rng.below(TOKENS.len())];
+                out.splice(at..at, token.iter().copied());
+            }
+            2 => {
+                let end = (at + rng.below(16)).min(out.len());
+                out.drain(at..end);
+            }
+            3 => {
+                let end = (at + rng.below(32)).min(out.len());
+                let copy = out[at..end].to_vec();
+                out.splice(at..at, copy);
+            }
+            4 => out.truncate(at),
+            _ => out.insert(at.min(out.len()), rng.next() as u8),
+        }
+    }
+    out
+}
+
+#[test]
+fn request_heads_never_panic_and_spans_stay_in_bounds() {
+    let (seed, iterations) = settings();
+    let mut rng = Rng(seed);
+    for _ in 0..iterations {
+        let input = mutate(&mut rng, SEED_HEAD);
+        match http::parse_head(&input) {
+            Ok(Some(head)) => {
+                assert!(head.len <= input.len());
+                let spans = [Some(head.path.clone()), head.content_type, head.webhook_id];
+                for span in spans.into_iter().flatten() {
+                    assert!(span.end <= head.len, "{span:?} outside the head");
+                }
+            }
+            Ok(None) => assert!(input.len() < crate::limits::HEAD_SIZE_MAX),
+            Err(rejection) => assert!(
+                matches!(
+                    rejection,
+                    Rejection::BadRequest(_) | Rejection::HeadTooLarge(_)
+                ),
+                "{rejection:?}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn bodies_always_get_a_contract_answer_and_valid_ones_obey_the_rules() {
+    let (seed, iterations) = settings();
+    let mut rng = Rng(seed);
+    let mut valid = 0;
+    for _ in 0..iterations {
+        let input = mutate(&mut rng, SEED_BODY);
+        let Ok(webhook) = payload::parse(&input) else {
+            continue;
+        };
+        let Ok(event) = payload::validate(&webhook) else {
+            continue;
+        };
+        valid += 1;
+        let row = transform::transform("msg_1", 1_700_000_000, &event);
+        check_row(&row);
+    }
+    // The mutations are mild enough that a fair share still passes; if none did, the
+    // invariants above were never exercised.
+    assert!(
+        valid > iterations / 50,
+        "only {valid} valid of {iterations}"
+    );
+}
+
+/// The contract's rules, written independently of `payload`.
+fn check_row(row: &transform::Row<'_>) {
+    let event_type = row.event_type.as_bytes();
+    assert!((1..=64).contains(&event_type.len()), "{}", row.event_type);
+    assert!(
+        event_type
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'.')
+    );
+    assert_eq!(format!("{}.{}", row.category, row.action), row.event_type);
+    assert!(!row.category.is_empty() && !row.action.is_empty());
+    assert!((1..=255).contains(&row.object_id.len()));
+    assert!(row.object_id.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+    assert!((0..=1_000_000_000_000_000).contains(&row.amount_cents));
+    assert!(row.currency.len() == 3 && row.currency.bytes().all(|b| b.is_ascii_uppercase()));
+    assert!(row.metadata.len() <= 8 * 1024);
+    let metadata: serde_json::Value = serde_json::from_str(row.metadata).unwrap_or_default();
+    assert!(metadata.is_object(), "{}", row.metadata);
+    assert!(!has_nul(&metadata), "{}", row.metadata);
+    let amount = row.amount.as_str();
+    let digits: String = amount.chars().filter(char::is_ascii_digit).collect();
+    assert_eq!(
+        digits.trim_start_matches('0'),
+        row.amount_cents.to_string().trim_start_matches('0')
+    );
+}
+
+/// Whether any string or key holds U+0000, which `jsonb` rejects.
+fn has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
