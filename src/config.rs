@@ -177,20 +177,30 @@ fn range_text(name: &str) -> &'static str {
 }
 
 fn redact_password(url: &str) -> String {
-    // postgres://user:password@host/db -> postgres://user:***@host/db
+    // postgres://user:password@host/db?password=x -> postgres://user:***@host/db?password=***
     let Some((scheme, rest)) = url.split_once("://") else {
         return "(key=value connection string)".to_owned();
     };
-    match rest.split_once('@') {
-        Some((credentials, host)) => {
-            let user = credentials.split(':').next().unwrap_or("");
-            if credentials.contains(':') {
-                format!("{scheme}://{user}:***@{host}")
-            } else {
-                format!("{scheme}://{user}@{host}")
-            }
-        }
-        None => url.to_owned(),
+    let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let location = match location.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{credentials}@{host}"),
+        },
+        None => location.to_owned(),
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    if query.is_empty() {
+        format!("{scheme}://{location}")
+    } else {
+        format!("{scheme}://{location}?{}", query.join("&"))
     }
 }
 
@@ -263,6 +273,29 @@ mod tests {
         let lookup = |name: &str| (name == "WEBHOOK_SECRET").then(|| "notasecret".to_owned());
         let error = Config::from_lookup(lookup).err().unwrap().to_string();
         assert!(!error.contains("notasecret"), "{error}");
+    }
+
+    #[test]
+    fn passwords_are_redacted_wherever_they_are() {
+        let cases = [
+            (
+                "postgres://app:hunter2@db/events",
+                "postgres://app:***@db/events",
+            ),
+            ("postgres://app@db/events", "postgres://app@db/events"),
+            (
+                "postgres://db/events?password=hunter2&sslmode=disable",
+                "postgres://db/events?password=***&sslmode=disable",
+            ),
+            (
+                "postgres://a:b@db/e?connect_timeout=2",
+                "postgres://a:***@db/e?connect_timeout=2",
+            ),
+            ("host=db password=hunter2", "(key=value connection string)"),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(redact_password(url), expected, "{url}");
+        }
     }
 
     #[test]

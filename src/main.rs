@@ -84,7 +84,9 @@ fn serve(config: &Config) -> ExitCode {
     may::config()
         .set_workers(config.workers)
         .set_stack_size(COROUTINE_STACK_WORDS)
-        .set_pool_capacity(COROUTINE_POOL);
+        .set_pool_capacity(COROUTINE_POOL)
+        // Pinned workers of several instances on one host would all share the first cores.
+        .set_worker_pin(false);
     let store = match Store::start(connection, config.db_writers) {
         Ok(store) => store,
         Err(error) => return cli::fail(&format!("cannot start writer threads: {error}")),
