@@ -5,9 +5,12 @@
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
 use crate::limits::{
-    BODY_SIZE_DEFAULT, BODY_SIZE_MAX, TIMESTAMP_SKEW_SECS_DEFAULT, TIMESTAMP_SKEW_SECS_MAX,
+    BODY_SIZE_DEFAULT, BODY_SIZE_MAX, CONNECTIONS_DEFAULT, CONNECTIONS_MAX,
+    KEEP_ALIVE_IDLE_TIMEOUT_DEFAULT, KEEP_ALIVE_IDLE_TIMEOUT_MAX, REQUEST_READ_TIMEOUT_DEFAULT,
+    REQUEST_READ_TIMEOUT_MAX, TIMESTAMP_SKEW_SECS_DEFAULT, TIMESTAMP_SKEW_SECS_MAX,
 };
 use crate::signature::{SecretError, Secrets};
 
@@ -52,6 +55,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "accepted clock skew of webhook-timestamp, 1..=86400",
     ),
     (
+        "REQUEST_TIMEOUT_SECS",
+        "10",
+        "time a request head and body get to arrive (else 408), 1..=300",
+    ),
+    (
+        "IDLE_TIMEOUT_SECS",
+        "60",
+        "time an idle keep-alive connection stays open, 1..=3600",
+    ),
+    (
+        "MAX_CONNECTIONS",
+        "10000",
+        "open connections; more are closed at once, 1..=100000",
+    ),
+    (
         "RUST_LOG",
         "info",
         "log filter: error, warn, info, debug, trace",
@@ -67,6 +85,12 @@ pub struct Config {
     pub db_writers: usize,
     pub body_size_max: usize,
     pub tolerance_secs: i64,
+    /// `REQUEST_TIMEOUT_SECS`: time a request's head and body get, from its first byte.
+    pub request_timeout: Duration,
+    /// `IDLE_TIMEOUT_SECS`: time an idle keep-alive connection stays open.
+    pub idle_timeout: Duration,
+    /// `MAX_CONNECTIONS`: open connections wanted; the descriptor limit may lower the cap.
+    pub connections_max: usize,
 }
 
 /// A variable that could not be used.
@@ -115,6 +139,25 @@ impl Config {
                 1,
                 TIMESTAMP_SKEW_SECS_MAX,
             )?,
+            request_timeout: seconds(
+                &lookup,
+                "REQUEST_TIMEOUT_SECS",
+                REQUEST_READ_TIMEOUT_DEFAULT,
+                REQUEST_READ_TIMEOUT_MAX,
+            )?,
+            idle_timeout: seconds(
+                &lookup,
+                "IDLE_TIMEOUT_SECS",
+                KEEP_ALIVE_IDLE_TIMEOUT_DEFAULT,
+                KEEP_ALIVE_IDLE_TIMEOUT_MAX,
+            )?,
+            connections_max: number(
+                &lookup,
+                "MAX_CONNECTIONS",
+                CONNECTIONS_DEFAULT,
+                1,
+                CONNECTIONS_MAX,
+            )?,
         })
     }
 
@@ -127,12 +170,16 @@ impl Config {
             .map_or_else(|| "private cluster".to_owned(), redact_password);
         format!(
             "listen={} workers={} db_writers={} max_body_bytes={} signature_tolerance_secs={} \
-             secrets={} database={}",
+             request_timeout_secs={} idle_timeout_secs={} max_connections={} secrets={} \
+             database={}",
             self.listen_addr,
             self.workers,
             self.db_writers,
             self.body_size_max,
             self.tolerance_secs,
+            self.request_timeout.as_secs(),
+            self.idle_timeout.as_secs(),
+            self.connections_max,
             self.secrets.len(),
             database,
         )
@@ -166,12 +213,25 @@ fn number<T: std::str::FromStr + PartialOrd + Copy>(
     }
 }
 
+/// A whole number of seconds in 1..=`max`, as a `Duration`.
+fn seconds(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: Duration,
+    max: Duration,
+) -> Result<Duration, Error> {
+    number(lookup, name, default.as_secs(), 1, max.as_secs()).map(Duration::from_secs)
+}
+
 fn range_text(name: &str) -> &'static str {
     match name {
         "WORKERS" => "a whole number in 1..=256",
         "DB_WRITERS" => "a whole number in 1..=64",
         "MAX_BODY_BYTES" => "a whole number in 1024..=1048576",
         "SIGNATURE_TOLERANCE_SECS" => "a whole number in 1..=86400",
+        "REQUEST_TIMEOUT_SECS" => "a whole number in 1..=300",
+        "IDLE_TIMEOUT_SECS" => "a whole number in 1..=3600",
+        "MAX_CONNECTIONS" => "a whole number in 1..=100000",
         _ => "a whole number in range",
     }
 }
@@ -261,6 +321,21 @@ mod tests {
             &[s, ("SIGNATURE_TOLERANCE_SECS", "86401")],
             Err("SIGNATURE_TOLERANCE_SECS must be a whole number in 1..=86400"),
         );
+        let request = "REQUEST_TIMEOUT_SECS must be a whole number in 1..=300";
+        check(&[s, ("REQUEST_TIMEOUT_SECS", "1")], Ok(()));
+        check(&[s, ("REQUEST_TIMEOUT_SECS", "300")], Ok(()));
+        check(&[s, ("REQUEST_TIMEOUT_SECS", "0")], Err(request));
+        check(&[s, ("REQUEST_TIMEOUT_SECS", "301")], Err(request));
+        let idle = "IDLE_TIMEOUT_SECS must be a whole number in 1..=3600";
+        check(&[s, ("IDLE_TIMEOUT_SECS", "1")], Ok(()));
+        check(&[s, ("IDLE_TIMEOUT_SECS", "3600")], Ok(()));
+        check(&[s, ("IDLE_TIMEOUT_SECS", "0")], Err(idle));
+        check(&[s, ("IDLE_TIMEOUT_SECS", "3601")], Err(idle));
+        let connections = "MAX_CONNECTIONS must be a whole number in 1..=100000";
+        check(&[s, ("MAX_CONNECTIONS", "1")], Ok(()));
+        check(&[s, ("MAX_CONNECTIONS", "100000")], Ok(()));
+        check(&[s, ("MAX_CONNECTIONS", "0")], Err(connections));
+        check(&[s, ("MAX_CONNECTIONS", "100001")], Err(connections));
         check(&[s, ("LISTEN_ADDR", "127.0.0.1:0")], Ok(()));
         check(
             &[s, ("LISTEN_ADDR", "nowhere")],

@@ -119,7 +119,9 @@ fn request_heads_never_panic_and_spans_stay_in_bounds() {
             Err(rejection) => assert!(
                 matches!(
                     rejection,
-                    Rejection::BadRequest(_) | Rejection::HeadTooLarge(_)
+                    Rejection::BadRequest(_)
+                        | Rejection::HeadTooLarge(_)
+                        | Rejection::ExpectationFailed
                 ),
                 "{rejection:?}"
             ),

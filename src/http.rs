@@ -66,6 +66,7 @@ pub enum Rejection {
     BadRequest(&'static str),
     HeadTooLarge(&'static str),
     RequestTimeout,
+    ExpectationFailed,
 }
 
 /// Whether the connection may carry another request after an answer.
@@ -151,9 +152,7 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Rejection> {
             apply_connection_header(&mut head, value);
         } else if name.eq_ignore_ascii_case("expect") {
             if !value.eq_ignore_ascii_case(b"100-continue") {
-                return Err(Rejection::BadRequest(
-                    "only expect: 100-continue is understood",
-                ));
+                return Err(Rejection::ExpectationFailed);
             }
             head.expect_continue = !http10;
         } else if name.eq_ignore_ascii_case("webhook-id") {
@@ -206,6 +205,7 @@ impl Rejection {
             Rejection::BadRequest(_) => (400, "Bad Request"),
             Rejection::HeadTooLarge(_) => (431, "Request Header Fields Too Large"),
             Rejection::RequestTimeout => (408, "Request Timeout"),
+            Rejection::ExpectationFailed => (417, "Expectation Failed"),
         }
     }
 
@@ -224,6 +224,7 @@ impl Rejection {
             Rejection::BadRequest(_) => "bad_request",
             Rejection::HeadTooLarge(_) => "header_too_large",
             Rejection::RequestTimeout => "request_timeout",
+            Rejection::ExpectationFailed => "expectation_failed",
         }
     }
 
@@ -234,6 +235,7 @@ impl Rejection {
             Rejection::BadRequest(_)
                 | Rejection::HeadTooLarge(_)
                 | Rejection::RequestTimeout
+                | Rejection::ExpectationFailed
                 | Rejection::PayloadTooLarge
                 | Rejection::LengthRequired(_)
         )
@@ -261,6 +263,9 @@ impl Rejection {
             | Rejection::UnsupportedMediaType
             | Rejection::Unavailable
             | Rejection::RequestTimeout => {}
+            Rejection::ExpectationFailed => {
+                write_message(out, format_args!("only expect: 100-continue is understood"));
+            }
         }
         out.push(b'}');
     }
@@ -485,7 +490,7 @@ mod tests {
         );
         check(
             &format!("{post}expect: something\r\n\r\n"),
-            Err("bad_request"),
+            Err("expectation_failed"),
         );
         check(
             "POST /webhook HTTP/1.1\r\nbad header\r\n\r\n",

@@ -48,16 +48,27 @@ pub const TIMESTAMP_SKEW_SECS_DEFAULT: i64 = 300;
 /// Upper bound for `SIGNATURE_TOLERANCE_SECS` (one day): wider windows make replays cheap.
 pub const TIMESTAMP_SKEW_SECS_MAX: i64 = 86_400;
 
-/// A request head and body must arrive within this time once its first byte has (slowloris).
-pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// An idle keep-alive connection is closed after this time.
-pub const KEEP_ALIVE_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A request head and body must arrive within this time once its first byte has (slowloris),
+/// unless `REQUEST_TIMEOUT_SECS` says otherwise.
+pub const REQUEST_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+/// Upper bound an operator may set with `REQUEST_TIMEOUT_SECS` (5 minutes): a longer one lets
+/// slow clients hold connections and buffers for that long.
+pub const REQUEST_READ_TIMEOUT_MAX: Duration = Duration::from_secs(300);
+/// An idle keep-alive connection is closed after this time, unless `IDLE_TIMEOUT_SECS` says
+/// otherwise.
+pub const KEEP_ALIVE_IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
+/// Upper bound an operator may set with `IDLE_TIMEOUT_SECS` (one hour).
+pub const KEEP_ALIVE_IDLE_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
 /// An answer that cannot be written within this time closes the connection.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request waits at most this long for its commit result, then answers 503.
 pub const COMMIT_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Open connections; at the cap new ones are closed at once, existing ones keep working.
-pub const CONNECTIONS_MAX: usize = 10_000;
+/// Open connections unless `MAX_CONNECTIONS` says otherwise; at the cap new ones are closed at
+/// once, existing ones keep working.
+pub const CONNECTIONS_DEFAULT: usize = 10_000;
+/// Upper bound an operator may set with `MAX_CONNECTIONS`; the file descriptor limit may lower
+/// the cap further.
+pub const CONNECTIONS_MAX: usize = 100_000;
 
 /// Events one writer commits in one transaction.
 pub const BATCH_SIZE_MAX: usize = 512;
@@ -78,3 +89,7 @@ const _: () = assert!(EVENT_ID_LEN_MAX < HEAD_SIZE_MAX);
 const _: () = assert!(CONNECTION_BUFFER_IDLE <= HEAD_SIZE_MAX);
 const _: () = assert!(BATCH_SIZE_MAX <= QUEUE_LEN_MAX);
 const _: () = assert!(TIMESTAMP_SKEW_SECS_DEFAULT <= TIMESTAMP_SKEW_SECS_MAX);
+const _: () = assert!(REQUEST_READ_TIMEOUT_DEFAULT.as_secs() <= REQUEST_READ_TIMEOUT_MAX.as_secs());
+const _: () =
+    assert!(KEEP_ALIVE_IDLE_TIMEOUT_DEFAULT.as_secs() <= KEEP_ALIVE_IDLE_TIMEOUT_MAX.as_secs());
+const _: () = assert!(CONNECTIONS_DEFAULT <= CONNECTIONS_MAX);

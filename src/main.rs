@@ -80,7 +80,7 @@ fn serve(config: &Config) -> ExitCode {
         Ok(_) => metrics::set_database_up(true),
         Err(error) => warn!("database not ready at start-up, answering 503 until it is: {error}"),
     }
-    let connections_max = server::raise_connection_limit();
+    let connections_max = server::raise_connection_limit(config.connections_max);
     may::config()
         .set_workers(config.workers)
         .set_stack_size(COROUTINE_STACK_WORDS)
@@ -91,6 +91,9 @@ fn serve(config: &Config) -> ExitCode {
         Ok(store) => store,
         Err(error) => return cli::fail(&format!("cannot start writer threads: {error}")),
     };
+    if let Err(message) = ensure_port_free(config.listen_addr) {
+        return cli::fail(&message);
+    }
     let listener = match may::net::TcpListener::bind(config.listen_addr) {
         Ok(listener) => listener,
         Err(error) => {
@@ -102,6 +105,8 @@ fn serve(config: &Config) -> ExitCode {
         secrets: config.secrets.clone(),
         body_size_max: config.body_size_max,
         tolerance_secs: config.tolerance_secs,
+        request_timeout: config.request_timeout,
+        idle_timeout: config.idle_timeout,
         store: store.clone(),
     }));
     let stop = Arc::new(AtomicBool::new(false));
@@ -148,6 +153,18 @@ fn database_url(config: &Config) -> Result<(String, Option<LocalPostgres>), Stri
     match LocalPostgres::start(Path::new(LOCAL_DATA_DIR), &options) {
         Ok(local) => Ok((local.url("postgres"), Some(local))),
         Err(error) => Err(format!("cannot start the private PostgreSQL: {error}")),
+    }
+}
+
+/// may binds with `SO_REUSEPORT`, so a second instance on the same port would start silently
+/// and take a share of the connections. A plain bind first fails if anyone holds the port.
+fn ensure_port_free(address: SocketAddr) -> Result<(), String> {
+    if address.port() == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind(address) {
+        Ok(_probe) => Ok(()),
+        Err(error) => Err(format!("cannot listen on {address}: {error}")),
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Every outcome a request can have; the label of `hooksink_requests_total`.
-pub const OUTCOMES: [&str; 16] = [
+pub const OUTCOMES: [&str; 17] = [
     "accepted",
     "duplicate",
     "ok",
@@ -25,6 +25,7 @@ pub const OUTCOMES: [&str; 16] = [
     "bad_request",
     "header_too_large",
     "request_timeout",
+    "expectation_failed",
     "other",
 ];
 

@@ -14,10 +14,7 @@ use may::net::{TcpListener, TcpStream};
 use may::sync::mpsc;
 
 use crate::http::{self, BodyFraming, Connection, Head, Method, Rejection};
-use crate::limits::{
-    CONNECTION_BUFFER_IDLE, CONNECTIONS_MAX, KEEP_ALIVE_IDLE_TIMEOUT, REQUEST_READ_TIMEOUT,
-    WRITE_TIMEOUT,
-};
+use crate::limits::{CONNECTION_BUFFER_IDLE, WRITE_TIMEOUT};
 use crate::metrics;
 use crate::service::{self, Answer, Context};
 use crate::store::{Reply, Stored};
@@ -62,10 +59,10 @@ pub fn accept_loop(listener: TcpListener, context: &'static Context, connections
     }
 }
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the connection cap that fits
-/// below it: `CONNECTIONS_MAX`, less when file descriptors are scarce. Keeping the cap below the
+/// Raises the soft `RLIMIT_NOFILE` towards the hard limit and returns the connection cap that
+/// fits below it: `wanted`, less when file descriptors are scarce. Keeping the cap below the
 /// limit means accept never fails for lack of descriptors under a connection flood.
-pub fn raise_connection_limit() -> usize {
+pub fn raise_connection_limit(wanted: usize) -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -73,27 +70,23 @@ pub fn raise_connection_limit() -> usize {
     // SAFETY: getrlimit/setrlimit only read or write the struct we pass.
     let soft = unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return CONNECTIONS_MAX.min(1024 - FDS_RESERVED);
+            return wanted.min(1024 - FDS_RESERVED);
         }
-        let wanted = limit
-            .rlim_max
-            .min((CONNECTIONS_MAX + FDS_RESERVED) as libc::rlim_t);
-        if wanted > limit.rlim_cur {
+        let needed = limit.rlim_max.min((wanted + FDS_RESERVED) as libc::rlim_t);
+        if needed > limit.rlim_cur {
             let raised = libc::rlimit {
-                rlim_cur: wanted,
+                rlim_cur: needed,
                 rlim_max: limit.rlim_max,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit.rlim_cur = wanted;
+                limit.rlim_cur = needed;
             }
         }
         limit.rlim_cur
     };
     let soft = usize::try_from(soft).unwrap_or(usize::MAX);
-    let cap = CONNECTIONS_MAX
-        .min(soft.saturating_sub(FDS_RESERVED))
-        .max(1);
-    if cap < CONNECTIONS_MAX {
+    let cap = wanted.min(soft.saturating_sub(FDS_RESERVED)).max(1);
+    if cap < wanted {
         warn!("file descriptor limit {soft} caps open connections at {cap}");
     }
     cap
@@ -117,6 +110,14 @@ struct Conn {
     out: Vec<u8>,
     replies: (mpsc::Sender<Reply>, mpsc::Receiver<Reply>),
     read_timeout: Option<Duration>,
+    /// Time a request head and body get to arrive once its first byte has.
+    request_timeout: Duration,
+    idle_timeout: Duration,
+    /// Whether a request was answered; until then an idle wait is bounded by
+    /// `request_timeout`, so silent connections cannot hold slots for the idle timeout.
+    served: bool,
+    /// No body longer than this is read, whatever answer it would get.
+    body_size_max: usize,
 }
 
 /// Why reading stopped without a request to answer.
@@ -138,15 +139,21 @@ fn serve(stream: TcpStream, context: &Context) {
         out: Vec::with_capacity(512),
         replies: mpsc::channel(),
         read_timeout: None,
+        request_timeout: context.request_timeout,
+        idle_timeout: context.idle_timeout,
+        served: false,
+        body_size_max: context.body_size_max,
     };
-    while let Connection::KeepAlive = conn.next_request(context) {}
+    while let Connection::KeepAlive = conn.next_request(context) {
+        conn.served = true;
+    }
 }
 
 impl Conn {
     /// Reads, handles and answers one request.
     fn next_request(&mut self, context: &Context) -> Connection {
-        let head = match self.read_head() {
-            Ok(head) => head,
+        let (head, deadline) = match self.read_head() {
+            Ok(read) => read,
             Err(ReadError::Gone) => return Connection::Close,
             Err(ReadError::Reject(rejection)) => {
                 let _in_flight = metrics::request_started();
@@ -162,12 +169,12 @@ impl Conn {
         let head_only = head.method == Method::Head;
         let route = match service::precheck(&head, self.data(), context.body_size_max) {
             Ok(route) => route,
-            Err(rejection) => return self.reject_early(&head, &rejection, keep_alive),
+            Err(rejection) => return self.reject_early(&head, deadline, &rejection, keep_alive),
         };
         if head.expect_continue && self.send(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
             return Connection::Close;
         }
-        let body = match self.read_body(&head) {
+        let body = match self.read_body(&head, deadline) {
             Ok(body) => body,
             Err(ReadError::Gone) => return Connection::Close,
             Err(ReadError::Reject(rejection)) => {
@@ -202,6 +209,7 @@ impl Conn {
     fn reject_early(
         &mut self,
         head: &Head,
+        deadline: Instant,
         rejection: &Rejection,
         keep_alive: Connection,
     ) -> Connection {
@@ -214,7 +222,7 @@ impl Conn {
         if !consumable {
             return self.reject(rejection, Connection::Close, head_only);
         }
-        match self.read_body(head) {
+        match self.read_body(head, deadline) {
             Ok(body) => {
                 let connection = self.reject(rejection, keep_alive, head_only);
                 self.consume(body.end);
@@ -316,13 +324,16 @@ impl Conn {
         self.buffer.get(..self.filled).unwrap_or_default()
     }
 
-    fn read_head(&mut self) -> Result<Head, ReadError> {
+    /// Reads a request head; returns it with the deadline for the whole request, which starts
+    /// at its first byte.
+    fn read_head(&mut self) -> Result<(Head, Instant), ReadError> {
         let mut deadline = None;
         loop {
             if self.filled > 0 {
-                deadline.get_or_insert_with(|| Instant::now() + REQUEST_READ_TIMEOUT);
+                let deadline =
+                    *deadline.get_or_insert_with(|| Instant::now() + self.request_timeout);
                 match http::parse_head(self.data()) {
-                    Ok(Some(head)) => return Ok(head),
+                    Ok(Some(head)) => return Ok((head, deadline)),
                     Ok(None) => {}
                     Err(rejection) => return Err(ReadError::Reject(rejection)),
                 }
@@ -331,16 +342,24 @@ impl Conn {
         }
     }
 
-    /// Reads the Content-Length body after `head`; returns its span in the buffer.
-    fn read_body(&mut self, head: &Head) -> Result<std::ops::Range<usize>, ReadError> {
+    /// Reads the Content-Length body after `head` by `deadline`; returns its span in the buffer.
+    /// The buffer grows to fit the body, so one over the limit is refused unread whatever the
+    /// answer would have been (a 404 or 405 comes before the size check).
+    fn read_body(
+        &mut self,
+        head: &Head,
+        deadline: Instant,
+    ) -> Result<std::ops::Range<usize>, ReadError> {
         let length = match head.body {
             BodyFraming::Length(length) => usize::try_from(length).unwrap_or(usize::MAX),
             BodyFraming::None | BodyFraming::Chunked => 0,
         };
+        if length > self.body_size_max {
+            return Err(ReadError::Reject(Rejection::PayloadTooLarge));
+        }
         let end = head.len.saturating_add(length);
-        let deadline = Some(Instant::now() + REQUEST_READ_TIMEOUT);
         while self.filled < end {
-            self.fill(deadline, end - self.filled)?;
+            self.fill(Some(deadline), end - self.filled)?;
         }
         Ok(head.len..end)
     }
@@ -350,7 +369,8 @@ impl Conn {
     fn fill(&mut self, deadline: Option<Instant>, want: usize) -> Result<(), ReadError> {
         let timeout = match deadline {
             Some(deadline) => deadline.saturating_duration_since(Instant::now()),
-            None => KEEP_ALIVE_IDLE_TIMEOUT,
+            None if self.served => self.idle_timeout,
+            None => self.request_timeout.min(self.idle_timeout),
         };
         if timeout.is_zero() {
             return Err(ReadError::Reject(Rejection::RequestTimeout));

@@ -6,6 +6,7 @@
 //! field rules.
 
 use std::ops::Range;
+use std::time::Duration;
 
 use may::sync::mpsc;
 
@@ -20,6 +21,10 @@ pub struct Context {
     pub secrets: Secrets,
     pub body_size_max: usize,
     pub tolerance_secs: i64,
+    /// Time a request head and body get to arrive once its first byte has.
+    pub request_timeout: Duration,
+    /// Time an idle keep-alive connection stays open.
+    pub idle_timeout: Duration,
     pub store: Store,
 }
 

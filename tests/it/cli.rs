@@ -81,3 +81,24 @@ fn sign_prints_standard_webhooks_headers() {
          webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=\n"
     );
 }
+
+#[test]
+fn second_instance_on_a_taken_port_refuses_to_start() {
+    // may binds with SO_REUSEPORT; without the check a second instance would share the port.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = hooksink(
+        &[],
+        &[
+            ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ("LISTEN_ADDR", &address),
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        text.contains(&format!("cannot listen on {address}")),
+        "{text}"
+    );
+}

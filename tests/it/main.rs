@@ -11,5 +11,6 @@ mod answers;
 mod cli;
 mod durability;
 mod faults;
+mod hostile;
 mod localdb;
 mod scale;

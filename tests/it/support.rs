@@ -11,7 +11,7 @@
 //! broken requests a real client would refuse to send.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -289,6 +289,128 @@ pub fn send_one(addr: SocketAddr, bytes: &[u8]) -> Response {
         String::from_utf8_lossy(bytes)
     );
     responses.remove(0)
+}
+
+/// One connection whose answers are read one at a time, for tests about the connection itself:
+/// keep-alive, slow clients, and whether and when the server closes it.
+pub struct Client {
+    stream: TcpStream,
+    /// Bytes received and not yet returned as a response.
+    received: Vec<u8>,
+}
+
+/// What one read from a [`Client`]'s connection gave.
+enum Received {
+    Bytes,
+    /// End of stream, or reset: the server closed the connection.
+    Closed,
+    /// Nothing within the timeout.
+    Silent,
+}
+
+impl Client {
+    /// Connects to `addr`. Writes give up after [`READ_IDLE_TIMEOUT`] so a server that stops
+    /// reading cannot hang a test.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream.set_write_timeout(Some(READ_IDLE_TIMEOUT)).unwrap();
+        Client {
+            stream,
+            received: Vec::new(),
+        }
+    }
+
+    /// Writes all of `bytes`; an error means the server closed or reset the connection.
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// The next response, or `None` when the server closes the connection or stays silent for
+    /// [`READ_IDLE_TIMEOUT`] first.
+    pub fn response(&mut self) -> Option<Response> {
+        self.response_within(READ_IDLE_TIMEOUT)
+    }
+
+    /// The next response if it arrives within `timeout`.
+    pub fn response_within(&mut self, timeout: Duration) -> Option<Response> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((response, used)) = parse_response(&self.received, false) {
+                self.received.drain(..used);
+                return Some(response);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            match self.read_some(left) {
+                Received::Bytes => {}
+                Received::Silent => return None,
+                Received::Closed => {
+                    let (response, used) = parse_response(&self.received, true)?;
+                    self.received.drain(..used);
+                    return Some(response);
+                }
+            }
+        }
+    }
+
+    /// `count` responses, each within [`READ_IDLE_TIMEOUT`] of the one before; fewer when the
+    /// server closes the connection or stays silent.
+    pub fn responses(&mut self, count: usize) -> Vec<Response> {
+        (0..count).map_while(|_| self.response()).collect()
+    }
+
+    /// Whether the server closes the connection within `timeout` without sending anything
+    /// more. Panics when bytes arrive instead: an answer nobody asked for.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            assert!(
+                self.received.is_empty(),
+                "bytes instead of a close: {:?}",
+                String::from_utf8_lossy(&self.received)
+            );
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match self.read_some(left) {
+                Received::Bytes => {}
+                Received::Closed => return true,
+                Received::Silent => return false,
+            }
+        }
+    }
+
+    fn read_some(&mut self, timeout: Duration) -> Received {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
+        let mut chunk = [0u8; 16 * 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => Received::Closed,
+            Ok(n) => {
+                self.received.extend_from_slice(&chunk[..n]);
+                Received::Bytes
+            }
+            Err(e) => match e.kind() {
+                ErrorKind::WouldBlock | ErrorKind::TimedOut => Received::Silent,
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => Received::Closed,
+                _ => panic!("reading from the server: {e}"),
+            },
+        }
+    }
+}
+
+/// The resident memory (`VmRSS`) of process `pid`, in KiB.
+pub fn resident_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status:\n{status}"))
 }
 
 /// POSTs `body` to /webhook signed with the current time, on a connection of its own.
