@@ -321,11 +321,11 @@ fn database_stopped_mid_batch_answers_503_never_200_and_the_writer_recovers() {
         .batch_execute("LOCK TABLE webhook_events IN ACCESS EXCLUSIVE MODE")
         .unwrap();
     let prefix = unique_id("midbatch");
-    let answers: Vec<(String, u16)> = thread::scope(|scope| {
+    let answers: Vec<(String, (u16, String))> = thread::scope(|scope| {
         let handles: Vec<_> = (0..10)
             .map(|i| {
                 let id = format!("{prefix}_{i}");
-                scope.spawn(move || (id.clone(), try_post(addr, &id).0))
+                scope.spawn(move || (id.clone(), try_post(addr, &id)))
             })
             .collect();
         thread::sleep(Duration::from_millis(700));
@@ -334,8 +334,8 @@ fn database_stopped_mid_batch_answers_503_never_200_and_the_writer_recovers() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     drop(transaction);
-    for (id, status) in &answers {
-        assert_eq!(*status, 503, "{id}");
+    for (id, (status, body)) in &answers {
+        assert_eq!(*status, 503, "{id}: {body}\n{}", server.log_text());
     }
     cluster.restart().unwrap();
     let recovered = wait_until(Duration::from_secs(10), || {
