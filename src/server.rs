@@ -17,7 +17,7 @@ use crate::http::{self, BodyFraming, Connection, Head, Method, Rejection};
 use crate::limits::{CONNECTION_BUFFER_IDLE, WRITE_TIMEOUT};
 use crate::metrics;
 use crate::service::{self, Answer, Context};
-use crate::store::{Reply, Stored};
+use crate::store::{Replies, Stored};
 
 /// Descriptors kept free for the listener, database connections, logs and the private cluster.
 const FDS_RESERVED: usize = 64;
@@ -108,7 +108,7 @@ struct Conn {
     buffer: Vec<u8>,
     filled: usize,
     out: Vec<u8>,
-    replies: (mpsc::Sender<Reply>, mpsc::Receiver<Reply>),
+    replies: Replies,
     read_timeout: Option<Duration>,
     /// Time a request head and body get to arrive once its first byte has.
     request_timeout: Duration,

@@ -8,12 +8,10 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use may::sync::mpsc;
-
 use crate::http::{self, BodyFraming, Head, Method, Rejection};
 use crate::limits::COMMIT_WAIT_TIMEOUT;
 use crate::signature::{self, Secrets};
-use crate::store::{self, Pending, Reply, Store, Stored};
+use crate::store::{self, Pending, Replies, Reply, Store, Stored};
 use crate::{payload, transform};
 
 /// What the request handlers share.
@@ -98,7 +96,7 @@ pub fn handle(
     head: &Head,
     buffer: Vec<u8>,
     body: Range<usize>,
-    replies: &(mpsc::Sender<Reply>, mpsc::Receiver<Reply>),
+    replies: &Replies,
     now_secs: i64,
 ) -> (Result<Answer, Rejection>, Returned) {
     match route {
@@ -119,7 +117,7 @@ fn webhook(
     head: &Head,
     buffer: Vec<u8>,
     body: Range<usize>,
-    replies: &(mpsc::Sender<Reply>, mpsc::Receiver<Reply>),
+    replies: &Replies,
     now_secs: i64,
 ) -> (Result<Answer, Rejection>, Returned) {
     let pending = match prepare(context, head, &buffer, body, now_secs) {
@@ -167,10 +165,7 @@ fn prepare(
     Ok(Pending::new(&row, buffer))
 }
 
-fn ready(
-    context: &Context,
-    replies: &(mpsc::Sender<Reply>, mpsc::Receiver<Reply>),
-) -> Result<Answer, Rejection> {
+fn ready(context: &Context, replies: &Replies) -> Result<Answer, Rejection> {
     context.store.ping(&replies.0).map_err(unavailable)?;
     match replies.1.recv_timeout(COMMIT_WAIT_TIMEOUT) {
         Ok(Reply { outcome: Ok(_), .. }) => Ok(Answer::Healthy),

@@ -43,8 +43,9 @@ SELECT e.id, e.event_type, e.category, e.action, e.object_id, e.amount_cents, e.
 e.amount::numeric(20,4), e.metadata::jsonb, to_timestamp(e.provider_ts) \
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], \
 $7::text[], $8::text[], $9::text[], $10::int8[]) \
-AS e(id, event_type, category, action, object_id, amount_cents, currency, amount, metadata, \
-provider_ts) \
+WITH ORDINALITY AS e(id, event_type, category, action, object_id, amount_cents, currency, \
+amount, metadata, provider_ts, position) \
+ORDER BY e.position \
 ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
 
 /// The result of storing one event that is not a failure.
@@ -70,6 +71,9 @@ pub struct Reply {
     pub outcome: Result<Stored, Error>,
     pub buffer: Vec<u8>,
 }
+
+/// A connection's channel for writer answers: the sender travels with each job.
+pub type Replies = (mpsc::Sender<Reply>, mpsc::Receiver<Reply>);
 
 /// Text of a row: a span of the job's buffer when the request bytes hold it verbatim.
 #[derive(Debug)]
@@ -432,14 +436,20 @@ impl<'a> Columns<'a> {
             jobs: Vec::with_capacity(n),
         };
         let mut seen: HashSet<&str> = HashSet::with_capacity(n);
+        let mut firsts: Vec<(&str, &Vec<u8>, &Pending)> = Vec::with_capacity(n);
         for (buffer, row, _) in inserts {
             let id = resolve(&row.event_id, buffer);
             // A redelivery inside one batch is sent once; the later copies answer duplicate.
             let first = seen.insert(id);
             columns.jobs.push((id, first));
-            if !first {
-                continue;
+            if first {
+                firsts.push((id, buffer, row));
             }
+        }
+        // Rows go in in id order, so two transactions inserting overlapping ids (two writers,
+        // or two instances) take the index locks in the same order and cannot deadlock.
+        firsts.sort_unstable_by_key(|(id, _, _)| *id);
+        for (id, buffer, row) in firsts {
             columns.ids.push(id);
             columns.event_types.push(resolve(&row.event_type, buffer));
             columns.categories.push(resolve(&row.category, buffer));

@@ -222,10 +222,7 @@ fn slow_database_answers_503_after_a_bounded_wait() {
     let addr = server.addr();
     assert_eq!(post_webhook(addr, &unique_id("warm"), EXAMPLE).status, 200);
     let mut locker = db(&url);
-    let mut transaction = locker.transaction().unwrap();
-    transaction
-        .batch_execute("LOCK TABLE webhook_events IN ACCESS EXCLUSIVE MODE")
-        .unwrap();
+    let transaction = lock_events_table(&mut locker);
     let answers: Vec<(u16, Duration)> = thread::scope(|scope| {
         let handles: Vec<_> = (0..20)
             .map(|_| {
@@ -259,10 +256,7 @@ fn one_batch_answers_in_batch_duplicates_individually() {
     assert_eq!(post_webhook(addr, &unique_id("warm"), EXAMPLE).status, 200);
     // Hold the table so every request queues, then let them all through in a few batches.
     let mut locker = db(&url);
-    let mut transaction = locker.transaction().unwrap();
-    transaction
-        .batch_execute("LOCK TABLE webhook_events IN ACCESS EXCLUSIVE MODE")
-        .unwrap();
+    let transaction = lock_events_table(&mut locker);
     let prefix = unique_id("batch");
     let ids: Vec<String> = (0..30)
         .flat_map(|i| [format!("{prefix}_{i}"), format!("{prefix}_{i}")])
@@ -316,10 +310,7 @@ fn database_stopped_mid_batch_answers_503_never_200_and_the_writer_recovers() {
     let addr = server.addr();
     assert_eq!(post_webhook(addr, &unique_id("warm"), EXAMPLE).status, 200);
     let mut locker = db(&url);
-    let mut transaction = locker.transaction().unwrap();
-    transaction
-        .batch_execute("LOCK TABLE webhook_events IN ACCESS EXCLUSIVE MODE")
-        .unwrap();
+    let transaction = lock_events_table(&mut locker);
     let prefix = unique_id("midbatch");
     let answers: Vec<(String, (u16, String))> = thread::scope(|scope| {
         let handles: Vec<_> = (0..10)
@@ -346,6 +337,15 @@ fn database_stopped_mid_batch_answers_503_never_200_and_the_writer_recovers() {
     for (id, _) in &answers {
         assert!(!stored.contains(id), "{id} was answered 503 but stored");
     }
+}
+
+/// Holds an exclusive lock on `webhook_events` until the transaction ends, so writers wait.
+fn lock_events_table(client: &mut postgres::Client) -> postgres::Transaction<'_> {
+    let mut transaction = client.transaction().unwrap();
+    transaction
+        .batch_execute("LOCK TABLE webhook_events IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    transaction
 }
 
 fn metric(text: &str, name: &str) -> f64 {
