@@ -381,7 +381,10 @@ impl Conn {
             self.read_timeout = Some(timeout);
         }
         if self.buffer.len() - self.filled < want {
-            self.buffer.resize(self.filled + want, 0);
+            // Grow at most by doubling: memory follows the bytes that actually arrive, not a
+            // Content-Length that a slow or idle client announces.
+            let room = want.min(self.buffer.len().max(HEAD_READ_SPACE));
+            self.buffer.resize(self.filled + room, 0);
         }
         let space = self.buffer.get_mut(self.filled..).unwrap_or_default();
         match self.stream.read(space) {

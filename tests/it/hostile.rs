@@ -1067,3 +1067,33 @@ fn unknown_expectation_answers_417_and_closes() {
     assert!(client.closed_within(Duration::from_secs(2)));
     assert_served(&server);
 }
+
+#[test]
+fn announced_bodies_that_never_arrive_do_not_reserve_memory() {
+    // Each client announces a 1 MB body and sends none of it: memory must follow the bytes
+    // that arrive, not the Content-Length (200 x 1 MB would be 200 MB).
+    const CLIENTS: usize = 200;
+    let server = start(&[("MAX_BODY_BYTES", "1048576")]);
+    let before = resident_kib(server.pid());
+    let head = set_header(
+        &signed_request(&unique_id("announced"), now(), EXAMPLE),
+        "content-length",
+        Some("1000000"),
+    );
+    let head_end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut clients: Vec<Client> = (0..CLIENTS)
+        .map(|_| {
+            let mut client = Client::connect(server.addr());
+            client.send(&head[..head_end]).unwrap();
+            client
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let during = resident_kib(server.pid());
+    assert!(
+        during < before + 30 * 1024,
+        "VmRSS grew from {before} to {during} KiB"
+    );
+    assert_served(&server);
+    clients.clear();
+}
