@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Client, EXAMPLE, Response, Server, closing, db, fresh_database, get, jsonb_text, now, request,
-    resident_kib, row, set_header, set_request_line, signature, signed_request, unique_id,
-    wait_until,
+    Client, EXAMPLE, Response, Server, closing, db, fresh_database, get, jsonb_text, now,
+    post_webhook, request, resident_kib, row, set_header, set_request_line, signature,
+    signed_request, unique_id, wait_until,
 };
 
 /// The contract's head limit (`limits::HEAD_SIZE_MAX`).
@@ -1096,4 +1096,36 @@ fn announced_bodies_that_never_arrive_do_not_reserve_memory() {
     );
     assert_served(&server);
     clients.clear();
+}
+
+#[test]
+fn connection_cap_stays_below_the_descriptor_limit_and_accept_does_not_spin() {
+    // 100 descriptors: the server keeps 64 in reserve and caps connections at 36, so a flood
+    // is refused by the cap, never by EMFILE in accept.
+    let server = Server::start_limited(&fresh_database(), &[], Some(100));
+    assert!(
+        server
+            .log_text()
+            .contains("file descriptor limit 100 caps open connections at 36"),
+        "{}",
+        server.log_text()
+    );
+    let cpu_before = cpu_ticks(server.pid());
+    let flood: Vec<Client> = (0..80).map(|_| Client::connect(server.addr())).collect();
+    thread::sleep(Duration::from_secs(2));
+    let cpu = cpu_ticks(server.pid()) - cpu_before;
+    // Spinning on EMFILE would burn ~200 ticks in 2 s; an idle server burns almost none.
+    assert!(cpu < 50, "{cpu} clock ticks in 2 s under the flood");
+    drop(flood);
+    let recovered = wait_until(Duration::from_secs(5), || {
+        post_webhook(server.addr(), &unique_id("after_flood"), EXAMPLE).status == 200
+    });
+    assert!(recovered, "{}", server.log_text());
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }

@@ -123,6 +123,12 @@ impl Server {
     /// Starts `hooksink` on 127.0.0.1:0 with the test secret, 2 workers and 1 writer, plus
     /// `extra_env` (which wins), and waits until it prints `listening on 127.0.0.1:PORT`.
     pub fn start(db_url: &str, extra_env: &[(&str, &str)]) -> Server {
+        Server::start_limited(db_url, extra_env, None)
+    }
+
+    /// Like [`Server::start`], with the file descriptor limit (soft and hard) set to
+    /// `nofile` when given, as a small VM or a strict unit file would.
+    pub fn start_limited(db_url: &str, extra_env: &[(&str, &str)], nofile: Option<u64>) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hooksink"));
         // A clean environment: the caller's DATABASE_URL or MAX_BODY_BYTES must not leak in.
         command.env_clear();
@@ -142,6 +148,21 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         kill_with_parent(&mut command);
+        if let Some(nofile) = nofile {
+            let limit = libc::rlimit {
+                rlim_cur: nofile,
+                rlim_max: nofile,
+            };
+            // SAFETY: setrlimit is async-signal-safe and only reads `limit`.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = command.spawn().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (ready, listening) = mpsc::channel();
