@@ -70,6 +70,11 @@ pub const CONNECTIONS_DEFAULT: usize = 10_000;
 /// the cap further.
 pub const CONNECTIONS_MAX: usize = 100_000;
 
+/// Request bytes all connections together may hold beyond their idle buffers (heads and
+/// bodies being read or waiting for a commit); past it a request that needs more room is
+/// answered 503, so many slow large bodies cannot exhaust a small VM's memory.
+pub const BUFFERED_BYTES_MAX: usize = 32 * 1024 * 1024;
+
 /// Events one writer commits in one transaction.
 pub const BATCH_SIZE_MAX: usize = 512;
 /// Events waiting for a writer; when full, requests are answered 503 at once.
@@ -88,6 +93,7 @@ const _: () = assert!(EVENT_TYPE_LEN_MAX < HEAD_SIZE_MAX);
 const _: () = assert!(EVENT_ID_LEN_MAX < HEAD_SIZE_MAX);
 const _: () = assert!(CONNECTION_BUFFER_IDLE <= HEAD_SIZE_MAX);
 const _: () = assert!(BATCH_SIZE_MAX <= QUEUE_LEN_MAX);
+const _: () = assert!(BODY_SIZE_MAX + HEAD_SIZE_MAX <= BUFFERED_BYTES_MAX);
 const _: () = assert!(TIMESTAMP_SKEW_SECS_DEFAULT <= TIMESTAMP_SKEW_SECS_MAX);
 const _: () = assert!(REQUEST_READ_TIMEOUT_DEFAULT.as_secs() <= REQUEST_READ_TIMEOUT_MAX.as_secs());
 const _: () =

@@ -47,6 +47,7 @@ static BATCH_SIZE: [AtomicU64; BATCH_SIZE_BUCKETS.len()] =
 static BATCH_EVENTS_SUM: AtomicU64 = AtomicU64::new(0);
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+static BUFFERED: AtomicUsize = AtomicUsize::new(0);
 static DATABASE_UP: AtomicBool = AtomicBool::new(false);
 
 /// Counts one answered request under `outcome` (one of `OUTCOMES`, else "other").
@@ -110,6 +111,22 @@ pub fn connection_opened(max: usize) -> Option<OpenConnection> {
         return None;
     }
     Some(OpenConnection(()))
+}
+
+/// Takes `bytes` of the process-wide budget of `max` buffered request bytes; false when the
+/// budget would be exceeded (nothing is taken then).
+pub fn buffer_reserve(bytes: usize, max: usize) -> bool {
+    let previous = BUFFERED.fetch_add(bytes, Ordering::AcqRel);
+    if previous.saturating_add(bytes) > max {
+        BUFFERED.fetch_sub(bytes, Ordering::AcqRel);
+        return false;
+    }
+    true
+}
+
+/// Gives back `bytes` taken with `buffer_reserve`.
+pub fn buffer_release(bytes: usize) {
+    BUFFERED.fetch_sub(bytes, Ordering::AcqRel);
 }
 
 /// Holds a connection slot.
@@ -257,6 +274,13 @@ mod tests {
         let first = connection_opened(usize::MAX);
         assert!(first.is_some());
         assert!(connection_opened(0).is_none());
+    }
+
+    #[test]
+    fn buffer_budget_is_never_exceeded() {
+        assert!(buffer_reserve(10, usize::MAX));
+        assert!(!buffer_reserve(usize::MAX / 2, usize::MAX / 2));
+        buffer_release(10);
     }
 
     #[test]

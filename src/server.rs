@@ -14,7 +14,7 @@ use may::net::{TcpListener, TcpStream};
 use may::sync::mpsc;
 
 use crate::http::{self, BodyFraming, Connection, Head, Method, Rejection};
-use crate::limits::{CONNECTION_BUFFER_IDLE, WRITE_TIMEOUT};
+use crate::limits::{BUFFERED_BYTES_MAX, CONNECTION_BUFFER_IDLE, WRITE_TIMEOUT};
 use crate::metrics;
 use crate::service::{self, Answer, Context};
 use crate::store::{Replies, Stored};
@@ -113,6 +113,8 @@ struct Conn {
     /// Time a request head and body get to arrive once its first byte has.
     request_timeout: Duration,
     idle_timeout: Duration,
+    /// Bytes of `buffer` beyond `CONNECTION_BUFFER_IDLE`, taken from the process-wide budget.
+    reserved: usize,
     /// Whether a request was answered; until then an idle wait is bounded by
     /// `request_timeout`, so silent connections cannot hold slots for the idle timeout.
     served: bool,
@@ -142,6 +144,7 @@ fn serve(stream: TcpStream, context: &Context) {
         request_timeout: context.request_timeout,
         idle_timeout: context.idle_timeout,
         served: false,
+        reserved: 0,
         body_size_max: context.body_size_max,
     };
     while let Connection::KeepAlive = conn.next_request(context) {
@@ -384,7 +387,7 @@ impl Conn {
             // Grow at most by doubling: memory follows the bytes that actually arrive, not a
             // Content-Length that a slow or idle client announces.
             let room = want.min(self.buffer.len().max(HEAD_READ_SPACE));
-            self.buffer.resize(self.filled + room, 0);
+            self.grow(self.filled + room)?;
         }
         let space = self.buffer.get_mut(self.filled..).unwrap_or_default();
         match self.stream.read(space) {
@@ -403,6 +406,17 @@ impl Conn {
         }
     }
 
+    /// Grows the buffer to `len` bytes within the process-wide `BUFFERED_BYTES_MAX`.
+    fn grow(&mut self, len: usize) -> Result<(), ReadError> {
+        let extra = len.saturating_sub(CONNECTION_BUFFER_IDLE.max(self.buffer.len()));
+        if extra > 0 && !metrics::buffer_reserve(extra, BUFFERED_BYTES_MAX) {
+            return Err(ReadError::Reject(Rejection::Unavailable));
+        }
+        self.reserved += extra;
+        self.buffer.resize(len, 0);
+        Ok(())
+    }
+
     /// Drops the first `consumed` bytes (a handled request), keeping pipelined ones.
     fn consume(&mut self, consumed: usize) {
         let consumed = consumed.min(self.filled);
@@ -411,7 +425,14 @@ impl Conn {
         if self.buffer.len() > CONNECTION_BUFFER_IDLE && self.filled <= CONNECTION_BUFFER_IDLE {
             self.buffer.truncate(CONNECTION_BUFFER_IDLE);
             self.buffer.shrink_to_fit();
+            metrics::buffer_release(std::mem::take(&mut self.reserved));
         }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        metrics::buffer_release(self.reserved);
     }
 }
 

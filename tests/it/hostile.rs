@@ -1129,3 +1129,42 @@ fn cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
+
+#[test]
+fn held_bodies_beyond_the_process_budget_answer_503_and_small_requests_still_pass() {
+    // 40 clients each hold all but the last byte of a 1 MiB body: the 32 MiB budget
+    // (limits::BUFFERED_BYTES_MAX) admits about 30 of them; the rest get 503 at once.
+    const CLIENTS: usize = 40;
+    const BODY: usize = 1 << 20;
+    let server = start(&[
+        ("MAX_BODY_BYTES", "1048576"),
+        ("REQUEST_TIMEOUT_SECS", "30"),
+    ]);
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\ncontent-type: application/json\r\ncontent-length: {BODY}\r\n\r\n"
+    );
+    let partial = vec![b' '; BODY - 1];
+    let mut clients: Vec<Client> = (0..CLIENTS)
+        .map(|_| {
+            let mut client = Client::connect(server.addr());
+            client.send(head.as_bytes()).unwrap();
+            // The server may answer 503 and close before taking every byte.
+            let _ = client.send(&partial);
+            client
+        })
+        .collect();
+    let refused = clients
+        .iter_mut()
+        .filter_map(|client| client.response_within(Duration::from_millis(200)))
+        .inspect(|answer| assert_error(answer, 503, "unavailable", "close"))
+        .count();
+    assert!(
+        (1..CLIENTS).contains(&refused),
+        "{refused} of {CLIENTS} refused"
+    );
+    let resident = resident_kib(server.pid());
+    assert!(resident < 60 * 1024, "VmRSS {resident} KiB");
+    // A normal request needs no room beyond its connection's idle buffer.
+    assert_served(&server);
+    clients.clear();
+}
