@@ -352,6 +352,7 @@ pub fn write_json_escaped(out: &mut Vec<u8>, s: &str) {
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
             0..=0x1f => {
+                // Writing into a Vec cannot fail.
                 let _ = write!(out, "\\u{byte:04x}");
             }
             _ => out.push(byte),
@@ -368,6 +369,7 @@ fn write_message(out: &mut Vec<u8>, message: std::fmt::Arguments<'_>) {
         }
     }
     out.extend_from_slice(b",\"message\":\"");
+    // The escaper never fails, and neither does writing into a Vec.
     let _ = std::fmt::Write::write_fmt(&mut Escaper(out), message);
     out.push(b'"');
 }
