@@ -102,3 +102,45 @@ fn second_instance_on_a_taken_port_refuses_to_start() {
         "{text}"
     );
 }
+
+const SECRET_ENV: (&str, &str) = ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+
+#[test]
+fn migrate_applies_once_and_check_config_reports_the_result() {
+    let url = crate::support::fresh_database();
+    let env = [SECRET_ENV, ("DATABASE_URL", url.as_str())];
+    let check = hooksink(&["check-config"], &env);
+    assert_eq!(check.status.code(), Some(0));
+    let text = String::from_utf8(check.stdout).unwrap();
+    assert!(
+        text.starts_with("configuration ok, 1 migration(s) pending"),
+        "{text}"
+    );
+    let first = hooksink(&["migrate"], &env);
+    assert_eq!(
+        String::from_utf8(first.stdout).unwrap(),
+        "migrations applied: 1\n"
+    );
+    let second = hooksink(&["migrate"], &env);
+    assert_eq!(
+        String::from_utf8(second.stdout).unwrap(),
+        "migrations applied: 0\n"
+    );
+    let check = hooksink(&["check-config"], &env);
+    assert_eq!(check.status.code(), Some(0));
+    let text = String::from_utf8(check.stdout).unwrap();
+    assert!(text.starts_with("configuration ok: "), "{text}");
+    assert!(!text.contains("MfKQ9r8"), "{text}");
+}
+
+#[test]
+fn check_config_fails_when_the_database_is_unreachable() {
+    let env = [
+        SECRET_ENV,
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
+    ];
+    let output = hooksink(&["check-config"], &env);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8(output.stderr).unwrap();
+    assert!(text.contains("cannot connect to the database"), "{text}");
+}
