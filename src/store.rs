@@ -563,3 +563,67 @@ pub fn pending_migrations(client: &mut Client) -> Result<usize, postgres::Error>
     }
     Ok(pending)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{payload, transform};
+
+    /// A job as a request would hand it over: the body is the whole buffer.
+    fn job(id: &str, object_id: &str) -> (Vec<u8>, Pending, mpsc::Sender<Reply>) {
+        let body = format!(
+            r#"{{"event_type":"payment.succeeded","object_id":"{object_id}","amount_cents":5,"currency":"bhd"}}"#
+        );
+        let buffer = format!("{id}{body}").into_bytes();
+        let id_text = std::str::from_utf8(&buffer[..id.len()]).unwrap();
+        let webhook = payload::parse(&buffer[id.len()..]).unwrap();
+        let event = payload::validate(&webhook).unwrap();
+        let row = transform::transform(id_text, 1_700_000_000, &event);
+        let pending = Pending::new(&row, &buffer);
+        (buffer, pending, mpsc::channel().0)
+    }
+
+    #[test]
+    fn rows_point_into_the_buffer_unless_decoded() {
+        let (buffer, pending, _) = job("evt_1", r"pi_\/1");
+        assert!(matches!(pending.event_id, Text::Span(_)));
+        assert!(matches!(pending.event_type, Text::Span(_)));
+        assert!(
+            matches!(pending.object_id, Text::Owned(_)),
+            "escaped text is decoded"
+        );
+        assert!(
+            matches!(pending.metadata, Text::Owned(_)),
+            "absent metadata is the default"
+        );
+        assert_eq!(resolve(&pending.event_id, &buffer), "evt_1");
+        assert_eq!(resolve(&pending.object_id, &buffer), "pi_/1");
+        assert_eq!(resolve(&pending.category, &buffer), "payment");
+        assert_eq!(resolve(&pending.metadata, &buffer), "{}");
+        assert_eq!(&*pending.amount, "0.005");
+        assert_eq!(&pending.currency, b"BHD");
+    }
+
+    #[test]
+    fn batches_dedupe_sort_and_answer_each_job() {
+        let inserts = [job("c", "1"), job("a", "2"), job("c", "3"), job("b", "4")];
+        let columns = Columns::gather(&inserts);
+        assert_eq!(columns.ids, ["a", "b", "c"], "distinct ids, in lock order");
+        assert_eq!(
+            columns.object_ids,
+            ["2", "4", "1"],
+            "the first copy of an id wins"
+        );
+        let inserted: HashSet<&str> = ["a", "c"].into_iter().collect();
+        assert_eq!(
+            columns.outcomes(&inserted),
+            [
+                Ok(Stored::Accepted),
+                Ok(Stored::Accepted),
+                Ok(Stored::Duplicate),
+                Ok(Stored::Duplicate),
+            ],
+            "c: first accepted, second a duplicate; b was already stored"
+        );
+    }
+}
