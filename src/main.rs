@@ -25,7 +25,7 @@ const IDLE_POLL_NS: u64 = 1_000_000_000;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Folder of the private cluster used when `DATABASE_URL` is unset.
 const LOCAL_DATA_DIR: &str = ".hooksink/pgdata";
-/// Port of that private cluster.
+/// Port of that private cluster, unless it is taken.
 const LOCAL_PORT: u16 = 54329;
 
 fn main() -> ExitCode {
@@ -149,7 +149,7 @@ fn database_url(config: &Config) -> Result<(String, Option<LocalPostgres>), Stri
     }
     info!("DATABASE_URL is unset: starting a private PostgreSQL in {LOCAL_DATA_DIR}");
     let options = localdb::Options {
-        port: LOCAL_PORT,
+        port: local_port(),
         fsync: true,
     };
     match LocalPostgres::start(Path::new(LOCAL_DATA_DIR), &options) {
@@ -168,6 +168,19 @@ fn ensure_port_free(address: SocketAddr) -> Result<(), String> {
         Ok(_probe) => Ok(()),
         Err(error) => Err(format!("cannot listen on {address}: {error}")),
     }
+}
+
+/// `LOCAL_PORT`, or any free port when another server (another checkout's cluster) holds it.
+fn local_port() -> u16 {
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).ok();
+    if free(LOCAL_PORT).is_some() {
+        return LOCAL_PORT;
+    }
+    let port = free(0)
+        .and_then(|probe| probe.local_addr().ok())
+        .map_or(LOCAL_PORT, |address| address.port());
+    info!("port {LOCAL_PORT} is taken: the private PostgreSQL uses port {port}");
+    port
 }
 
 /// Connects once to the listener so a blocked `accept` returns and sees the shutdown flag.
