@@ -626,4 +626,28 @@ mod tests {
             "c: first accepted, second a duplicate; b was already stored"
         );
     }
+
+    #[test]
+    fn a_full_queue_refuses_at_once_and_returns_the_buffer() {
+        // No writer drains this channel: every accepted job stays queued.
+        let (jobs, _receiver) = mpmc::channel();
+        let store = Store {
+            jobs,
+            queued: Arc::new(AtomicUsize::new(0)),
+        };
+        let (reply, _) = mpsc::channel();
+        for _ in 0..QUEUE_LEN_MAX {
+            let (buffer, row, _) = job("evt", "1");
+            assert!(store.submit(buffer, row, &reply).is_ok());
+        }
+        let (buffer, row, _) = job("evt_last", "1");
+        let (error, returned) = store.submit(buffer, row, &reply).unwrap_err();
+        assert_eq!(error, Error::QueueFull);
+        assert!(
+            returned.starts_with(b"evt_last"),
+            "the request keeps its buffer"
+        );
+        assert_eq!(store.ping(&reply), Err(Error::QueueFull));
+        assert_eq!(store.queued(), QUEUE_LEN_MAX);
+    }
 }
