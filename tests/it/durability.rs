@@ -320,8 +320,11 @@ fn database_stopped_mid_batch_answers_503_never_200_and_the_writer_recovers() {
             })
             .collect();
         thread::sleep(Duration::from_millis(700));
-        // The writer is inside its INSERT, waiting for the lock: take the database away.
-        cluster.stop().unwrap();
+        // The writer is inside its INSERT, waiting for the lock: take the database away at
+        // once. An immediate shutdown (SIGQUIT) lets nothing commit; a fast one would abort
+        // the lock holder first and could let the waiting INSERT commit, a true 200.
+        immediate_shutdown(&cluster);
+        assert!(wait_until(Duration::from_secs(10), || !cluster.is_running()));
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     drop(transaction);
@@ -337,6 +340,14 @@ fn database_stopped_mid_batch_answers_503_never_200_and_the_writer_recovers() {
     for (id, _) in &answers {
         assert!(!stored.contains(id), "{id} was answered 503 but stored");
     }
+}
+
+/// Sends SIGQUIT to the cluster's postmaster: PostgreSQL's immediate shutdown.
+fn immediate_shutdown(cluster: &hooksink::localdb::LocalPostgres) {
+    let pid_file = std::fs::read_to_string(cluster.data_dir().join("postmaster.pid")).unwrap();
+    let pid: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+    // SAFETY: kill has no memory effects.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGQUIT) }, 0);
 }
 
 /// Holds an exclusive lock on `webhook_events` until the transaction ends, so writers wait.
