@@ -74,6 +74,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "info",
         "log filter: error, warn, info, debug, trace",
     ),
+    (
+        "LOG_FORMAT",
+        "plain",
+        "plain, or json for one JSON object per line",
+    ),
 ];
 
 /// The validated configuration.

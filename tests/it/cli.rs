@@ -24,7 +24,11 @@ fn help_lists_every_variable() {
         "DB_WRITERS",
         "MAX_BODY_BYTES",
         "SIGNATURE_TOLERANCE_SECS",
+        "REQUEST_TIMEOUT_SECS",
+        "IDLE_TIMEOUT_SECS",
+        "MAX_CONNECTIONS",
         "RUST_LOG",
+        "LOG_FORMAT",
     ] {
         assert!(text.contains(name), "{name} missing from --help");
     }
@@ -143,4 +147,37 @@ fn check_config_fails_when_the_database_is_unreachable() {
     assert_eq!(output.status.code(), Some(1));
     let text = String::from_utf8(output.stderr).unwrap();
     assert!(text.contains("cannot connect to the database"), "{text}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_bad_formats_stop_start_up() {
+    // A taken port ends start-up right after the first log lines.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let env = [
+        SECRET_ENV,
+        ("LOG_FORMAT", "json"),
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
+        ("LISTEN_ADDR", address.as_str()),
+    ];
+    let output = hooksink(&[], &env);
+    let text = String::from_utf8(output.stderr).unwrap();
+    let first = text.lines().next().unwrap();
+    let line: serde_json::Value = serde_json::from_str(first).unwrap();
+    assert_eq!(line["level"], "INFO", "{first}");
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("starting hooksink"),
+        "{first}"
+    );
+    assert!(!text.contains("MfKQ9r8"), "{text}");
+    let bad = hooksink(&[], &[SECRET_ENV, ("LOG_FORMAT", "xml")]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8(bad.stderr)
+            .unwrap()
+            .contains("LOG_FORMAT must be plain or json")
+    );
 }
