@@ -170,7 +170,7 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Rejection> {
             ));
         }
         (Some(length), None) => BodyFraming::Length(length),
-        (None, Some(coding)) if ends_with_chunked(coding) => BodyFraming::Chunked,
+        (None, Some(coding)) if is_chunked(coding) => BodyFraming::Chunked,
         (None, Some(_)) => {
             return Err(Rejection::BadRequest(
                 "transfer-encoding other than chunked",
@@ -399,9 +399,9 @@ fn apply_connection_header(head: &mut Head, value: &[u8]) {
     }
 }
 
-fn ends_with_chunked(coding: &[u8]) -> bool {
-    let last = coding.rsplit(|&b| b == b',').next().unwrap_or(coding);
-    last.trim_ascii().eq_ignore_ascii_case(b"chunked")
+fn is_chunked(coding: &[u8]) -> bool {
+    // Only plain `chunked`: a content coding such as `gzip, chunked` is not understood.
+    coding.trim_ascii().eq_ignore_ascii_case(b"chunked")
 }
 
 fn parse_error_message(error: httparse::Error) -> &'static str {
@@ -476,7 +476,7 @@ mod tests {
         );
         check(
             &format!("{post}transfer-encoding: gzip, chunked\r\n\r\n"),
-            Ok(Some(BodyFraming::Chunked)),
+            Err("bad_request"),
         );
         check(
             &format!("{post}transfer-encoding: gzip\r\n\r\n"),

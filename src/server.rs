@@ -14,7 +14,7 @@ use may::net::{TcpListener, TcpStream};
 use may::sync::mpsc;
 
 use crate::http::{self, BodyFraming, Connection, Head, Method, Rejection};
-use crate::limits::{BUFFERED_BYTES_MAX, CONNECTION_BUFFER_IDLE, WRITE_TIMEOUT};
+use crate::limits::{BUFFERED_BYTES_MAX, CONNECTION_BUFFER_IDLE, HEAD_SIZE_MAX, WRITE_TIMEOUT};
 use crate::metrics;
 use crate::service::{self, Answer, Context};
 use crate::store::{Replies, Stored};
@@ -23,6 +23,8 @@ use crate::store::{Replies, Stored};
 const FDS_RESERVED: usize = 64;
 /// Pause of the accept loop after an accept error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest chunk-size line (size, extensions, CRLF) accepted in a chunked body.
+const CHUNK_LINE_MAX: usize = 1024;
 /// Free space made in the buffer before reading more of a request head.
 const HEAD_READ_SPACE: usize = 1024;
 
@@ -122,6 +124,13 @@ struct Conn {
     body_size_max: usize,
 }
 
+/// A body read into the buffer: where its bytes are, and where the request ended on the wire
+/// (they differ for a chunked body, decoded in place).
+struct BodyRead {
+    body: std::ops::Range<usize>,
+    end: usize,
+}
+
 /// Why reading stopped without a request to answer.
 enum ReadError {
     /// Peer closed, idle timeout, or a socket error: close without an answer.
@@ -177,8 +186,8 @@ impl Conn {
         if head.expect_continue && self.send(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
             return Connection::Close;
         }
-        let body = match self.read_body(&head, deadline) {
-            Ok(body) => body,
+        let BodyRead { body, end } = match self.read_body(&head, deadline) {
+            Ok(read) => read,
             Err(ReadError::Gone) => return Connection::Close,
             Err(ReadError::Reject(rejection)) => {
                 return self.reject(&rejection, Connection::Close, false);
@@ -190,7 +199,7 @@ impl Conn {
             route,
             &head,
             buffer,
-            body.clone(),
+            body,
             &self.replies,
             now_secs(),
         );
@@ -203,7 +212,7 @@ impl Conn {
             Ok(answer) => self.answer(&answer, keep_alive, head_only),
             Err(rejection) => self.reject(&rejection, keep_alive, head_only),
         };
-        self.consume(body.end);
+        self.consume(end);
         connection
     }
 
@@ -226,9 +235,9 @@ impl Conn {
             return self.reject(rejection, Connection::Close, head_only);
         }
         match self.read_body(head, deadline) {
-            Ok(body) => {
+            Ok(read) => {
                 let connection = self.reject(rejection, keep_alive, head_only);
-                self.consume(body.end);
+                self.consume(read.end);
                 connection
             }
             Err(_) => self.reject(rejection, Connection::Close, head_only),
@@ -348,14 +357,11 @@ impl Conn {
     /// Reads the Content-Length body after `head` by `deadline`; returns its span in the buffer.
     /// The buffer grows to fit the body, so one over the limit is refused unread whatever the
     /// answer would have been (a 404 or 405 comes before the size check).
-    fn read_body(
-        &mut self,
-        head: &Head,
-        deadline: Instant,
-    ) -> Result<std::ops::Range<usize>, ReadError> {
+    fn read_body(&mut self, head: &Head, deadline: Instant) -> Result<BodyRead, ReadError> {
         let length = match head.body {
             BodyFraming::Length(length) => usize::try_from(length).unwrap_or(usize::MAX),
-            BodyFraming::None | BodyFraming::Chunked => 0,
+            BodyFraming::Chunked => return self.read_chunked(head.len, deadline),
+            BodyFraming::None => 0,
         };
         if length > self.body_size_max {
             return Err(ReadError::Reject(Rejection::PayloadTooLarge));
@@ -364,7 +370,73 @@ impl Conn {
         while self.filled < end {
             self.fill(Some(deadline), end - self.filled)?;
         }
-        Ok(head.len..end)
+        Ok(BodyRead {
+            body: head.len..end,
+            end,
+        })
+    }
+
+    /// Decodes a chunked body in place: chunk data is moved down to `start` as it arrives, so
+    /// the body ends up contiguous after the head, within the same body limit. Chunk
+    /// extensions and trailers are read and ignored.
+    fn read_chunked(&mut self, start: usize, deadline: Instant) -> Result<BodyRead, ReadError> {
+        let reject = |rejection| Err(ReadError::Reject(rejection));
+        let mut decoded = start;
+        let mut raw = start;
+        loop {
+            let (line, size) = loop {
+                let pending = self.buffer.get(raw..self.filled).unwrap_or_default();
+                match httparse::parse_chunk_size(pending) {
+                    Ok(httparse::Status::Complete(found)) => break found,
+                    Ok(httparse::Status::Partial) if pending.len() < CHUNK_LINE_MAX => {
+                        self.fill(Some(deadline), HEAD_READ_SPACE)?;
+                    }
+                    _ => return reject(Rejection::BadRequest("malformed chunk size line")),
+                }
+            };
+            raw += line;
+            if size == 0 {
+                break;
+            }
+            let size = match usize::try_from(size) {
+                Ok(size) if decoded - start + size <= self.body_size_max => size,
+                _ => return reject(Rejection::PayloadTooLarge),
+            };
+            while self.filled < raw + size + 2 {
+                self.fill(Some(deadline), raw + size + 2 - self.filled)?;
+            }
+            self.buffer.copy_within(raw..raw + size, decoded);
+            decoded += size;
+            raw += size;
+            if self.buffer.get(raw..raw + 2) != Some(b"\r\n") {
+                return reject(Rejection::BadRequest("chunk data not followed by crlf"));
+            }
+            raw += 2;
+            // Drop the framing already read once it adds up, so the buffer holds the decoded
+            // body plus what is still pending, not every chunk line and extension.
+            if raw - decoded > CHUNK_LINE_MAX {
+                self.buffer.copy_within(raw..self.filled, decoded);
+                self.filled -= raw - decoded;
+                raw = decoded;
+            }
+        }
+        let trailers = raw;
+        loop {
+            let pending = self.buffer.get(raw..self.filled).unwrap_or_default();
+            let line = pending.windows(2).position(|pair| pair == b"\r\n");
+            if raw - trailers + line.unwrap_or(pending.len()) > HEAD_SIZE_MAX {
+                return reject(Rejection::HeadTooLarge("trailers larger than 8192 bytes"));
+            }
+            match line {
+                Some(0) => break,
+                Some(line) => raw += line + 2,
+                None => self.fill(Some(deadline), HEAD_READ_SPACE)?,
+            }
+        }
+        Ok(BodyRead {
+            body: start..decoded,
+            end: raw + 2,
+        })
     }
 
     /// Reads at least one more byte into the buffer, first making room for `want` bytes.

@@ -70,9 +70,9 @@ pub fn precheck(head: &Head, buffer: &[u8], body_size_max: usize) -> Result<Rout
         BodyFraming::Length(length) if length > body_size_max as u64 => {
             return Err(Rejection::PayloadTooLarge);
         }
-        BodyFraming::Chunked => {
+        BodyFraming::Chunked if route != Route::Webhook => {
             return Err(Rejection::LengthRequired(
-                "chunked bodies are not accepted, send content-length",
+                "chunked bodies are accepted only on /webhook",
             ));
         }
         BodyFraming::None if route == Route::Webhook => {
@@ -233,6 +233,10 @@ mod tests {
         );
         check(
             &format!("POST /webhook HTTP/1.1\r\n{json}transfer-encoding: chunked\r\n\r\n"),
+            Ok(Route::Webhook),
+        );
+        check(
+            "GET /healthz HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
             Err("length_required"),
         );
     }
