@@ -297,18 +297,16 @@ pub fn write_rejection(out: &mut Vec<u8>, rejection: &Rejection, connection: Con
     let (status, reason) = rejection.status();
     let mut body = Vec::with_capacity(128);
     rejection.write_json(&mut body);
-    let mut extra: &[(&str, &str)] = &[];
-    let retry_after = RETRY_AFTER_SECS.to_string();
-    let retry = [("retry-after", retry_after.as_str())];
-    let allow;
-    match rejection {
-        Rejection::Unavailable => extra = &retry,
-        Rejection::MethodNotAllowed { allow: methods } => {
-            allow = [("allow", *methods)];
-            extra = &allow;
+    let retry_after;
+    let header = match rejection {
+        Rejection::Unavailable => {
+            retry_after = RETRY_AFTER_SECS.to_string();
+            Some(("retry-after", retry_after.as_str()))
         }
-        _ => {}
-    }
+        Rejection::MethodNotAllowed { allow } => Some(("allow", *allow)),
+        _ => None,
+    };
+    let extra = header.as_slice();
     write_answer(
         out,
         (status, reason),

@@ -314,9 +314,7 @@ impl Conn {
     /// Sends the prepared answer (without its body for HEAD requests).
     fn flush(&mut self, connection: Connection, head_only: bool) -> Connection {
         let mut out = std::mem::take(&mut self.out);
-        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n")
-            && head_only
-        {
+        if head_only && let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
             out.truncate(end + 4);
         }
         let sent = self.send(&out);

@@ -23,7 +23,7 @@ use postgres::{Client, NoTls, Statement};
 
 use crate::limits::{BATCH_SIZE_MAX, DB_CONNECT_TIMEOUT, DB_STATEMENT_TIMEOUT, QUEUE_LEN_MAX};
 use crate::metrics;
-use crate::transform::Row;
+use crate::transform::{Amount, Row};
 
 /// Migrations in `sql/`, applied in this order, each once.
 const MIGRATIONS: &[(i32, &str, &str)] = &[(
@@ -92,7 +92,7 @@ pub struct Pending {
     object_id: Text,
     amount_cents: i64,
     currency: [u8; 3],
-    amount: Box<str>,
+    amount: Amount,
     metadata: Text,
     provider_ts: i64,
 }
@@ -127,7 +127,7 @@ impl Pending {
             object_id: text(row.object_id),
             amount_cents: row.amount_cents,
             currency,
-            amount: row.amount.as_str().into(),
+            amount: row.amount,
             metadata: text(row.metadata),
             provider_ts: row.provider_ts,
         }
@@ -459,7 +459,7 @@ impl<'a> Columns<'a> {
             columns
                 .currencies
                 .push(std::str::from_utf8(&row.currency).unwrap_or(""));
-            columns.amounts.push(&row.amount);
+            columns.amounts.push(row.amount.as_str());
             columns.metadata.push(resolve(&row.metadata, buffer));
             columns.provider_ts.push(row.provider_ts);
         }
@@ -600,7 +600,7 @@ mod tests {
         assert_eq!(resolve(&pending.object_id, &buffer), "pi_/1");
         assert_eq!(resolve(&pending.category, &buffer), "payment");
         assert_eq!(resolve(&pending.metadata, &buffer), "{}");
-        assert_eq!(&*pending.amount, "0.005");
+        assert_eq!(pending.amount.as_str(), "0.005");
         assert_eq!(&pending.currency, b"BHD");
     }
 
