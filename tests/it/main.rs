@@ -7,10 +7,16 @@
 
 mod support;
 
+mod attack;
+
 mod answers;
+mod caps;
 mod cli;
 mod durability;
 mod faults;
-mod hostile;
+mod framing;
+mod json_abuse;
+mod keep_alive;
 mod localdb;
 mod scale;
+mod timeouts;
