@@ -3,78 +3,13 @@
 //! batch individually.
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    EXAMPLE, Server, closing, db, event_ids, fresh_database, get, now, post_webhook,
-    private_cluster, signed_request, unique_id, wait_until,
+    EXAMPLE, Load, Outcome, Server, db, event_ids, fresh_database, get, post_webhook,
+    private_database, unique_id, wait_until,
 };
-
-/// What one request of a load run got: its id and the status (0 = no answer).
-struct Outcome {
-    id: String,
-    status: u16,
-    body: String,
-}
-
-/// Posts unique ids from `threads` threads until `stop` is set; never panics on a dead server.
-fn load(addr: SocketAddr, prefix: &str, threads: usize, stop: &AtomicBool) -> Vec<Outcome> {
-    thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    let mut outcomes = Vec::new();
-                    let mut n = 0;
-                    while !stop.load(Ordering::Acquire) {
-                        let id = format!("{prefix}_{t}_{n}");
-                        n += 1;
-                        let (status, body) = try_post(addr, &id);
-                        outcomes.push(Outcome { id, status, body });
-                        if status == 0 {
-                            thread::sleep(Duration::from_millis(20));
-                        }
-                    }
-                    outcomes
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|handle| handle.join().unwrap())
-            .collect()
-    })
-}
-
-/// One signed POST on its own connection; `(0, "")` when the server did not answer.
-fn try_post(addr: SocketAddr, id: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return (0, String::new());
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    if stream
-        .write_all(&closing(&signed_request(id, now(), EXAMPLE)))
-        .is_err()
-    {
-        return (0, String::new());
-    }
-    let mut answer = Vec::new();
-    // A reset mid-answer leaves a partial answer, which parses as no answer below.
-    let _ = stream.read_to_end(&mut answer);
-    let text = String::from_utf8_lossy(&answer);
-    let status = text
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
-}
 
 /// Asserts that every 200 `accepted` of `outcomes` is stored, and returns how many there were.
 #[track_caller]
@@ -95,6 +30,19 @@ fn assert_every_200_stored(url: &str, outcomes: &[Outcome]) -> usize {
     accepted
 }
 
+/// Asserts that each of `outcomes` got 200 or no answer at all (status 0), nothing else.
+#[track_caller]
+fn assert_200_or_no_answer(outcomes: &[Outcome]) {
+    for outcome in outcomes {
+        assert!(
+            matches!(outcome.status, 0 | 200),
+            "{} got {}",
+            outcome.id,
+            outcome.status
+        );
+    }
+}
+
 fn count(outcomes: &[Outcome], status: u16) -> usize {
     outcomes.iter().filter(|o| o.status == status).count()
 }
@@ -103,26 +51,14 @@ fn count(outcomes: &[Outcome], status: u16) -> usize {
 fn kill_9_under_load_loses_no_event_answered_200() {
     let url = fresh_database();
     let server = Server::start(&url, &[]);
-    let addr = server.addr();
-    let stop = AtomicBool::new(false);
-    let outcomes = thread::scope(|scope| {
-        let loader = scope.spawn(|| load(addr, &unique_id("kill9"), 8, &stop));
-        thread::sleep(Duration::from_millis(1500));
-        server.stop_with(libc::SIGKILL);
-        thread::sleep(Duration::from_millis(300));
-        stop.store(true, Ordering::Release);
-        loader.join().unwrap()
-    });
+    let load = Load::until_stopped(server.addr(), &unique_id("kill9"), 8);
+    thread::sleep(Duration::from_millis(1500));
+    server.stop_with(libc::SIGKILL);
+    thread::sleep(Duration::from_millis(300));
+    let outcomes = load.stop();
     let accepted = assert_every_200_stored(&url, &outcomes);
     assert!(accepted > 0, "no request succeeded before the kill");
-    for outcome in &outcomes {
-        assert!(
-            matches!(outcome.status, 0 | 200),
-            "{} got {}",
-            outcome.id,
-            outcome.status
-        );
-    }
+    assert_200_or_no_answer(&outcomes);
     // Restarted on the same database, it serves again and the ids seen before stay put.
     let restarted = Server::start(&url, &[]);
     let id = unique_id("after_kill");
@@ -134,18 +70,13 @@ fn kill_9_under_load_loses_no_event_answered_200() {
 fn sigterm_under_load_finishes_in_flight_requests_and_exits_zero() {
     let url = fresh_database();
     let mut server = Server::start(&url, &[]);
-    let addr = server.addr();
-    let stop = AtomicBool::new(false);
-    let (outcomes, status, took) = thread::scope(|scope| {
-        let loader = scope.spawn(|| load(addr, &unique_id("term"), 8, &stop));
-        thread::sleep(Duration::from_millis(1000));
-        let signalled = Instant::now();
-        server.stop_with(libc::SIGTERM);
-        let status = server.wait_exit(Duration::from_secs(15));
-        let took = signalled.elapsed();
-        stop.store(true, Ordering::Release);
-        (loader.join().unwrap(), status, took)
-    });
+    let load = Load::until_stopped(server.addr(), &unique_id("term"), 8);
+    thread::sleep(Duration::from_millis(1000));
+    let signalled = Instant::now();
+    server.stop_with(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(15));
+    let took = signalled.elapsed();
+    let outcomes = load.stop();
     assert!(
         status.is_some_and(|s| s.success()),
         "exit {status:?}\n{}",
@@ -154,53 +85,40 @@ fn sigterm_under_load_finishes_in_flight_requests_and_exits_zero() {
     assert!(took < Duration::from_secs(11), "exit took {took:?}");
     let accepted = assert_every_200_stored(&url, &outcomes);
     assert!(accepted > 0);
-    for outcome in &outcomes {
-        assert!(
-            matches!(outcome.status, 0 | 200),
-            "{} got {}",
-            outcome.id,
-            outcome.status
-        );
-    }
+    assert_200_or_no_answer(&outcomes);
 }
 
 #[test]
 fn database_stopped_under_load_answers_503_quickly_and_recovers_within_5_s() {
-    let mut cluster = private_cluster();
-    cluster.create_database("hooksink").unwrap();
-    let url = cluster.url("hooksink");
+    let (mut cluster, url) = private_database();
     let server = Server::start(&url, &[("DB_WRITERS", "2")]);
     let addr = server.addr();
-    let stop = AtomicBool::new(false);
-    let outcomes = thread::scope(|scope| {
-        let loader = scope.spawn(|| load(addr, &unique_id("dbdown"), 6, &stop));
-        thread::sleep(Duration::from_millis(800));
-        cluster.stop().unwrap();
-        thread::sleep(Duration::from_millis(500));
-        let started = Instant::now();
-        let probe = post_webhook(addr, &unique_id("probe_down"), EXAMPLE);
-        assert_eq!(probe.status, 503, "{probe:?}");
-        assert_eq!(probe.header("retry-after"), Some("5"));
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "503 took {:?}",
-            started.elapsed()
-        );
-        assert_eq!(get(addr, "/readyz").status, 503);
-        cluster.restart().unwrap();
-        let back = Instant::now();
-        let recovered = wait_until(Duration::from_secs(5), || {
-            post_webhook(addr, &unique_id("probe_up"), EXAMPLE).status == 200
-        });
-        assert!(recovered, "no 200 within 5 s of the database coming back");
-        eprintln!(
-            "recovered {:?} after the database came back",
-            back.elapsed()
-        );
-        thread::sleep(Duration::from_millis(500));
-        stop.store(true, Ordering::Release);
-        loader.join().unwrap()
+    let load = Load::until_stopped(addr, &unique_id("dbdown"), 6);
+    thread::sleep(Duration::from_millis(800));
+    cluster.stop().unwrap();
+    thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let probe = post_webhook(addr, &unique_id("probe_down"), EXAMPLE);
+    assert_eq!(probe.status, 503, "{probe:?}");
+    assert_eq!(probe.header("retry-after"), Some("5"));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "503 took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(get(addr, "/readyz").status, 503);
+    cluster.restart().unwrap();
+    let back = Instant::now();
+    let recovered = wait_until(Duration::from_secs(5), || {
+        post_webhook(addr, &unique_id("probe_up"), EXAMPLE).status == 200
     });
+    assert!(recovered, "no 200 within 5 s of the database coming back");
+    eprintln!(
+        "recovered {:?} after the database came back",
+        back.elapsed()
+    );
+    thread::sleep(Duration::from_millis(500));
+    let outcomes = load.stop();
     assert_eq!(get(addr, "/readyz").status, 200);
     let accepted = assert_every_200_stored(&url, &outcomes);
     let refused = count(&outcomes, 503);
@@ -223,23 +141,17 @@ fn slow_database_answers_503_after_a_bounded_wait() {
     assert_eq!(post_webhook(addr, &unique_id("warm"), EXAMPLE).status, 200);
     let mut locker = db(&url);
     let transaction = lock_events_table(&mut locker);
-    let answers: Vec<(u16, Duration)> = thread::scope(|scope| {
-        let handles: Vec<_> = (0..20)
-            .map(|_| {
-                scope.spawn(move || {
-                    let started = Instant::now();
-                    let (status, _) = try_post(addr, &unique_id("slow"));
-                    (status, started.elapsed())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let ids: Vec<String> = (0..20).map(|_| unique_id("slow")).collect();
+    let answers = Load::each(addr, &ids, 1).finish();
     transaction.rollback().unwrap();
-    for (status, took) in &answers {
-        assert_eq!(*status, 503);
+    for answer in &answers {
+        assert_eq!(answer.status, 503);
         // COMMIT_WAIT_TIMEOUT is 5 s; allow scheduling slack on a loaded machine.
-        assert!(*took < Duration::from_secs(8), "503 took {took:?}");
+        assert!(
+            answer.took < Duration::from_secs(8),
+            "503 took {:?}",
+            answer.took
+        );
     }
     // The writer gets the lock back and serves again.
     let recovered = wait_until(Duration::from_secs(15), || {
@@ -261,23 +173,15 @@ fn one_batch_answers_in_batch_duplicates_individually() {
     let ids: Vec<String> = (0..30)
         .flat_map(|i| [format!("{prefix}_{i}"), format!("{prefix}_{i}")])
         .collect();
-    let answers: Vec<(String, u16, String)> = thread::scope(|scope| {
-        let handles: Vec<_> = ids
-            .iter()
-            .map(|id| {
-                scope.spawn(move || {
-                    let (status, body) = try_post(addr, id);
-                    (id.clone(), status, body)
-                })
-            })
-            .collect();
-        thread::sleep(Duration::from_millis(1000));
-        transaction.rollback().unwrap();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let load = Load::each(addr, &ids, 1);
+    thread::sleep(Duration::from_millis(1000));
+    transaction.rollback().unwrap();
     let mut accepted = HashSet::new();
     let mut duplicates = 0;
-    for (id, status, body) in &answers {
+    for Outcome {
+        id, status, body, ..
+    } in &load.finish()
+    {
         assert_eq!(*status, 200, "{id}: {body}");
         if body.contains("\"accepted\"") {
             assert!(accepted.insert(id.clone()), "{id} accepted twice");
@@ -303,32 +207,27 @@ fn one_batch_answers_in_batch_duplicates_individually() {
 
 #[test]
 fn database_stopped_mid_batch_answers_503_never_200_and_the_writer_recovers() {
-    let mut cluster = private_cluster();
-    cluster.create_database("hooksink").unwrap();
-    let url = cluster.url("hooksink");
+    let (mut cluster, url) = private_database();
     let server = Server::start(&url, &[("DB_WRITERS", "1")]);
     let addr = server.addr();
     assert_eq!(post_webhook(addr, &unique_id("warm"), EXAMPLE).status, 200);
     let mut locker = db(&url);
     let transaction = lock_events_table(&mut locker);
     let prefix = unique_id("midbatch");
-    let answers: Vec<(String, (u16, String))> = thread::scope(|scope| {
-        let handles: Vec<_> = (0..10)
-            .map(|i| {
-                let id = format!("{prefix}_{i}");
-                scope.spawn(move || (id.clone(), try_post(addr, &id)))
-            })
-            .collect();
-        thread::sleep(Duration::from_millis(700));
-        // The writer is inside its INSERT, waiting for the lock: take the database away at
-        // once. An immediate shutdown (SIGQUIT) lets nothing commit; a fast one would abort
-        // the lock holder first and could let the waiting INSERT commit, a true 200.
-        immediate_shutdown(&cluster);
-        assert!(wait_until(Duration::from_secs(10), || !cluster.is_running()));
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let ids: Vec<String> = (0..10).map(|i| format!("{prefix}_{i}")).collect();
+    let load = Load::each(addr, &ids, 1);
+    thread::sleep(Duration::from_millis(700));
+    // The writer is inside its INSERT, waiting for the lock: take the database away at
+    // once. An immediate shutdown (SIGQUIT) lets nothing commit; a fast one would abort
+    // the lock holder first and could let the waiting INSERT commit, a true 200.
+    immediate_shutdown(&cluster);
+    assert!(wait_until(Duration::from_secs(10), || !cluster.is_running()));
+    let answers = load.finish();
     drop(transaction);
-    for (id, (status, body)) in &answers {
+    for Outcome {
+        id, status, body, ..
+    } in &answers
+    {
         assert_eq!(*status, 503, "{id}: {body}\n{}", server.log_text());
     }
     cluster.restart().unwrap();
@@ -337,7 +236,7 @@ fn database_stopped_mid_batch_answers_503_never_200_and_the_writer_recovers() {
     });
     assert!(recovered, "{}", server.log_text());
     let stored: HashSet<String> = event_ids(&mut db(&url)).into_iter().collect();
-    for (id, _) in &answers {
+    for Outcome { id, .. } in &answers {
         assert!(!stored.contains(id), "{id} was answered 503 but stored");
     }
 }

@@ -2,21 +2,18 @@
 //! hooksink keeps running, and many concurrent requests with redeliveries mixed in.
 
 use std::collections::HashSet;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::support::{
-    EXAMPLE, Server, db, event_ids, fresh_database, get, post_webhook, private_cluster, row,
+    EXAMPLE, Load, Server, db, event_ids, fresh_database, get, post_webhook, private_database, row,
     unique_id, wait_until,
 };
 
 #[test]
 fn database_stopped_answers_503_then_200_again_without_restarting_hooksink() {
-    let mut cluster = private_cluster();
-    cluster.create_database("hooksink").unwrap();
-    let url = cluster.url("hooksink");
+    let (mut cluster, url) = private_database();
     let server = Server::start(&url, &[]);
     let addr = server.addr();
     let before = unique_id("before");
@@ -83,28 +80,15 @@ fn concurrent_requests_with_duplicates_store_each_accepted_id_once() {
         ids.swap(i, j);
     }
 
-    let answers: Vec<(String, u16, String)> = thread::scope(|scope| {
-        let handles: Vec<_> = ids
-            .chunks(PER_THREAD)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|id| {
-                            let answer = post_webhook(addr, id, EXAMPLE);
-                            let status = answer.json()["status"].as_str().unwrap_or("").to_owned();
-                            assert_eq!(answer.json()["id"], json!(id), "{answer:?}");
-                            (id.clone(), answer.status, status)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    });
+    let answers: Vec<(String, u16, String)> = Load::each(addr, &ids, PER_THREAD)
+        .finish()
+        .into_iter()
+        .map(|answer| {
+            let status = answer.json()["status"].as_str().unwrap_or("").to_owned();
+            assert_eq!(answer.json()["id"], json!(answer.id), "{answer:?}");
+            (answer.id, answer.status, status)
+        })
+        .collect();
 
     let failed: Vec<_> = answers
         .iter()

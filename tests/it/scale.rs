@@ -7,7 +7,7 @@ use std::panic;
 use std::sync::{Barrier, mpsc};
 use std::thread;
 
-use crate::support::{EXAMPLE, Server, db, event_ids, fresh_database, post_webhook, unique_id};
+use crate::support::{Load, Server, db, event_ids, fresh_database, unique_id};
 
 #[test]
 fn two_instances_store_each_id_once_and_commit_every_200() {
@@ -39,29 +39,15 @@ fn two_instances_store_each_id_once_and_commit_every_200() {
 fn exchange(url: &str, first: SocketAddr, second: SocketAddr) {
     let prefix = unique_id("scale");
     let ids: Vec<String> = (0..100).map(|i| format!("{prefix}_{i}")).collect();
-    let answers: Vec<(String, u16, String)> = thread::scope(|scope| {
-        let handles: Vec<_> = [first, second]
-            .into_iter()
-            .flat_map(|addr| {
-                ids.chunks(25).map(move |chunk| {
-                    scope.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|id| {
-                                let answer = post_webhook(addr, id, EXAMPLE);
-                                let status = answer.json()["status"].as_str().unwrap().to_owned();
-                                (id.clone(), answer.status, status)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    });
+    let loads = [first, second].map(|addr| Load::each(addr, &ids, 25));
+    let answers: Vec<(String, u16, String)> = loads
+        .into_iter()
+        .flat_map(Load::finish)
+        .map(|answer| {
+            let status = answer.json()["status"].as_str().unwrap().to_owned();
+            (answer.id, answer.status, status)
+        })
+        .collect();
     let mut accepted: HashMap<&str, usize> = HashMap::new();
     for (id, status, outcome) in &answers {
         assert_eq!(*status, 200, "{id}");

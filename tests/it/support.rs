@@ -1,5 +1,5 @@
 //! What every integration test needs: PostgreSQL clusters, the real `hooksink` binary, a raw
-//! HTTP/1.1 client and read-back of stored rows.
+//! HTTP/1.1 client, a [`Load`] of concurrent clients, and read-back of stored rows.
 //!
 //! One cluster serves the whole test process (fsync off) and each test gets a database of its
 //! own on it, so tests run in parallel without seeing each other's rows. Tests that stop the
@@ -17,7 +17,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -83,6 +83,16 @@ pub fn private_cluster() -> LocalPostgres {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     start_cluster(&run_dir().join(format!("private-{n}"))).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A [`private_cluster`] holding an empty database `hooksink`, and that database's URL.
+pub fn private_database() -> (LocalPostgres, String) {
+    let cluster = private_cluster();
+    cluster
+        .create_database("hooksink")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = cluster.url("hooksink");
+    (cluster, url)
 }
 
 /// A folder under this process's run folder, removed at exit, for tests that need one.
@@ -434,6 +444,101 @@ pub fn resident_kib(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status:\n{status}"))
 }
 
+/// What one request of a [`Load`] got.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub id: String,
+    /// The answer's status, or 0 when no complete answer came.
+    pub status: u16,
+    pub body: String,
+    /// From the connect to the end of the answer.
+    pub took: Duration,
+}
+
+impl Outcome {
+    /// The body as JSON; panics with the outcome when it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Clients on threads of their own, each posting signed [`EXAMPLE`] webhooks with ids of its
+/// own, one connection per request, until stopped or out of ids. A client never panics on a
+/// dead or silent server: that request's outcome has status 0. Dropping a `Load` (say, when an
+/// assertion fails) stops its clients after their current request.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    clients: Vec<thread::JoinHandle<Vec<Outcome>>>,
+}
+
+impl Load {
+    /// `clients` clients posting fresh ids `<prefix>_<client>_<n>` to `addr` until
+    /// [`Load::stop`]; a client pauses 20 ms after a request that got no answer.
+    pub fn until_stopped(addr: SocketAddr, prefix: &str, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = (0..clients)
+            .map(|client| {
+                let (stop, prefix) = (Arc::clone(&stop), prefix.to_owned());
+                thread::spawn(move || {
+                    let mut outcomes = Vec::new();
+                    for n in 0.. {
+                        if stop.load(Ordering::Acquire) {
+                            break;
+                        }
+                        let outcome = try_post(addr, &format!("{prefix}_{client}_{n}"));
+                        if outcome.status == 0 {
+                            thread::sleep(Duration::from_millis(20));
+                        }
+                        outcomes.push(outcome);
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        Load { stop, clients }
+    }
+
+    /// One client per `per_client` ids of `ids` (in order), each posting its ids to `addr`
+    /// one after another; [`Load::finish`] waits for them.
+    pub fn each(addr: SocketAddr, ids: &[String], per_client: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = ids
+            .chunks(per_client)
+            .map(|chunk| {
+                let (stop, chunk) = (Arc::clone(&stop), chunk.to_vec());
+                thread::spawn(move || {
+                    chunk
+                        .iter()
+                        .take_while(|_| !stop.load(Ordering::Acquire))
+                        .map(|id| try_post(addr, id))
+                        .collect()
+                })
+            })
+            .collect();
+        Load { stop, clients }
+    }
+
+    /// Stops every client after its current request; returns every outcome.
+    pub fn stop(self) -> Vec<Outcome> {
+        self.stop.store(true, Ordering::Release);
+        self.finish()
+    }
+
+    /// Waits until every client is done; returns every outcome, client by client.
+    pub fn finish(mut self) -> Vec<Outcome> {
+        std::mem::take(&mut self.clients)
+            .into_iter()
+            .flat_map(|client| client.join().unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
 /// POSTs `body` to /webhook signed with the current time, on a connection of its own.
 pub fn post_webhook(addr: SocketAddr, id: &str, body: &str) -> Response {
     post_webhook_at(addr, id, now(), body)
@@ -718,6 +823,38 @@ fn kill_with_parent(command: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// One signed POST of [`EXAMPLE`] on a connection of its own, with `connection: close`.
+fn try_post(addr: SocketAddr, id: &str) -> Outcome {
+    let started = Instant::now();
+    let answer = exchange(addr, &closing(&signed_request(id, now(), EXAMPLE)));
+    let (status, body) = answer
+        .as_deref()
+        .and_then(|bytes| parse_response(bytes, true))
+        .map_or((0, String::new()), |(response, _)| {
+            (response.status, response.body)
+        });
+    Outcome {
+        id: id.to_owned(),
+        status,
+        body,
+        took: started.elapsed(),
+    }
+}
+
+/// Sends `bytes` and reads until the server closes; `None` when connecting or sending failed.
+/// A reset mid-answer leaves a partial answer, which does not parse as an answer.
+fn exchange(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    stream.write_all(bytes).ok()?;
+    let mut answer = Vec::new();
+    // The error is the reset or timeout described above; what arrived is judged by the parser.
+    let _ = stream.read_to_end(&mut answer);
+    Some(answer)
 }
 
 /// Copies `source` line by line into `log` on a thread; with `ready`, also reports the address
