@@ -13,7 +13,7 @@
 //!
 //! Layout: this file holds the public face (`LocalPostgres`, `Options`, the time limits);
 //! `cluster` the data folder, `initdb` and start-up; `postmaster` the child, its supervisor
-//! thread and the parent-death signal; `pid_file` what
+//! thread and the parent-death signal (also used by the test harness); `pid_file` what
 //! `postmaster.pid` and `/proc` say, including stale postmasters; `account` running as `nobody`;
 //! `binaries` finding the server binaries; `connection` connections and URL text; `error` the
 //! `Error` enum. A supervisor that restarts a crashed postmaster belongs in `postmaster`, where
@@ -32,6 +32,7 @@ use std::time::Duration;
 
 pub use binaries::bin_dir;
 pub use error::Error;
+pub use postmaster::die_with_parent;
 
 use account::{Account, is_root, unprivileged_account};
 use connection::{connect, percent_encode, quote_ident};

@@ -124,7 +124,7 @@ impl Postmaster {
 /// `PR_SET_PDEATHSIG` follows the spawning thread, not the process). Set in the child after std
 /// has changed its uid and gid (a credential change clears it); the spawn fails if we died
 /// before it took effect.
-pub(super) fn die_with_parent(command: &mut Command, signal: libc::c_int) {
+pub fn die_with_parent(command: &mut Command, signal: libc::c_int) {
     let parent = std::process::id();
     // SAFETY: between fork and exec the closure calls only async-signal-safe functions
     // (prctl, getppid) and allocates nothing.

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hooksink::localdb::{LocalPostgres, Options};
+use hooksink::localdb::{LocalPostgres, Options, die_with_parent};
 use hooksink::signature::{Secrets, sign};
 
 /// The secret the test server verifies with (a Standard Webhooks test vector's secret).
@@ -157,7 +157,8 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        kill_with_parent(&mut command);
+        // SIGKILL if this thread dies first, so no server outlives a test.
+        die_with_parent(&mut command, libc::SIGKILL);
         if let Some(nofile) = nofile {
             let limit = libc::rlimit {
                 rlim_cur: nofile,
@@ -799,30 +800,6 @@ fn start_cluster(dir: &Path) -> Result<LocalPostgres, String> {
         }
     }
     Err(last)
-}
-
-/// Kills the child with SIGKILL if this thread dies first, so no server outlives a test.
-fn kill_with_parent(command: &mut Command) {
-    let parent = std::process::id();
-    // SAFETY: between fork and exec the closure calls only async-signal-safe functions.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            if u32::try_from(libc::getppid()).ok() != Some(parent) {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
 }
 
 /// One signed POST of [`EXAMPLE`] on a connection of its own, with `connection: close`.
