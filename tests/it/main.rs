@@ -6,7 +6,7 @@
 //! HTTP, and check the exact answer and the stored row.
 
 mod support;
-
+// What the hostile-input modules (caps, framing, json_abuse, keep_alive, timeouts) share.
 mod attack;
 
 mod answers;
