@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, VARIABLES};
+use crate::db_error;
 use crate::limits::BODY_SIZE_MAX;
 use crate::signature;
 use crate::store;
@@ -78,7 +79,10 @@ pub fn database_command(config: &Config, database_url: &str, apply: bool) -> Exi
     };
     let mut client = match store::connect(&connection) {
         Ok(client) => client,
-        Err(error) => return fail(&format!("cannot connect to the database: {error}")),
+        Err(error) => {
+            let cause = db_error::describe(&error, &connection);
+            return fail(&format!("cannot connect to the database: {cause}"));
+        }
     };
     if apply {
         return match store::migrate(&mut client) {
@@ -86,7 +90,10 @@ pub fn database_command(config: &Config, database_url: &str, apply: bool) -> Exi
                 println!("migrations applied: {applied}");
                 ExitCode::SUCCESS
             }
-            Err(error) => fail(&format!("migration failed: {error}")),
+            Err(error) => fail(&format!(
+                "migration failed: {}",
+                db_error::describe(&error, &connection)
+            )),
         };
     }
     match store::pending_migrations(&mut client) {
@@ -101,7 +108,10 @@ pub fn database_command(config: &Config, database_url: &str, apply: bool) -> Exi
             );
             ExitCode::SUCCESS
         }
-        Err(error) => fail(&format!("database query failed: {error}")),
+        Err(error) => fail(&format!(
+            "database query failed: {}",
+            db_error::describe(&error, &connection)
+        )),
     }
 }
 

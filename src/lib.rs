@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod currency;
+pub mod db_error;
 #[cfg(test)]
 mod fuzz;
 pub mod http;

@@ -10,7 +10,7 @@ use hooksink::config::Config;
 use hooksink::localdb::{self, LocalPostgres};
 use hooksink::service::Context;
 use hooksink::store::{self, Store};
-use hooksink::{cli, logging, metrics, server};
+use hooksink::{cli, db_error, logging, metrics, server};
 use log::{error, info, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -80,7 +80,10 @@ fn serve(config: &Config) -> ExitCode {
     };
     match store::connect(&connection).and_then(|mut client| store::migrate(&mut client)) {
         Ok(_) => metrics::set_database_up(true),
-        Err(error) => warn!("database not ready at start-up, answering 503 until it is: {error}"),
+        Err(error) => warn!(
+            "database not ready at start-up, answering 503 until it is: {}",
+            db_error::describe(&error, &connection)
+        ),
     }
     let connections_max = server::raise_connection_limit(config.connections_max);
     may::config()

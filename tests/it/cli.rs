@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-fn hooksink(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+pub fn hooksink(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hooksink"));
     command.args(args).env_clear();
     for (name, value) in env {
@@ -107,7 +107,7 @@ fn second_instance_on_a_taken_port_refuses_to_start() {
     );
 }
 
-const SECRET_ENV: (&str, &str) = ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+pub const SECRET_ENV: (&str, &str) = ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
 
 #[test]
 fn migrate_applies_once_and_check_config_reports_the_result() {

@@ -9,6 +9,7 @@ mod support;
 
 mod answers;
 mod cli;
+mod diagnostics;
 mod durability;
 mod faults;
 mod hostile;
