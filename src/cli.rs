@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::config::{Config, VARIABLES};
 use crate::db_error;
 use crate::limits::BODY_SIZE_MAX;
+use crate::secret;
 use crate::signature;
 use crate::store;
 
@@ -19,6 +20,7 @@ pub fn help() -> String {
          USAGE:\n  hooksink                 serve (POST /webhook, GET /healthz /readyz /metrics)\n  \
          hooksink sign [--id ID] [--timestamp SECS]\n                           \
          read a body on stdin, print its webhook-* headers\n  \
+         hooksink secret          print a fresh random whsec_ secret for WEBHOOK_SECRET\n  \
          hooksink migrate         apply sql/ migrations and exit\n  \
          hooksink check-config    validate the environment, connect to the database, exit\n  \
          hooksink --help | --version\n\nENVIRONMENT:\n",
@@ -67,6 +69,17 @@ pub fn sign(args: &[String]) -> ExitCode {
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// `hooksink secret`: prints a fresh `whsec_...` secret for `WEBHOOK_SECRET`.
+pub fn secret() -> ExitCode {
+    match secret::generate() {
+        Ok(secret) => {
+            println!("{secret}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&format!("cannot read the system's random source: {error}")),
     }
 }
 

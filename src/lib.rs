@@ -16,6 +16,7 @@ pub mod localdb;
 pub mod logging;
 pub mod metrics;
 pub mod payload;
+pub mod secret;
 pub mod server;
 pub mod service;
 pub mod signature;

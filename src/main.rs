@@ -10,7 +10,7 @@ use hooksink::config::Config;
 use hooksink::localdb::{self, LocalPostgres};
 use hooksink::service::Context;
 use hooksink::store::{self, Store};
-use hooksink::{cli, db_error, logging, metrics, server};
+use hooksink::{cli, db_error, logging, metrics, secret, server};
 use log::{error, info, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             println!("hooksink {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Some("secret") => cli::secret(),
         Some("sign") => cli::sign(args.get(1..).unwrap_or_default()),
         Some("migrate") => with_database(true),
         Some("check-config") => with_database(false),
@@ -70,6 +71,12 @@ fn serve(config: &Config) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         config.describe()
     );
+    for source in secret::published_in(&config.secrets) {
+        warn!(
+            "WEBHOOK_SECRET includes the published secret from {source}: anyone can sign \
+             webhooks this server accepts; make your own with `hooksink secret`"
+        );
+    }
     let (url, local) = match database_url(config) {
         Ok(found) => found,
         Err(message) => return cli::fail(&message),

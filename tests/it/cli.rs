@@ -56,34 +56,29 @@ fn malformed_secret_stops_start_up_with_a_clear_message() {
 
 #[test]
 fn sign_prints_standard_webhooks_headers() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hooksink"))
-        .args([
-            "sign",
+    let headers = sign_with(
+        SECRET_ENV.1,
+        &[
             "--id",
             "msg_p5jXN8AQM9LWM0D4loKWxJek",
             "--timestamp",
             "1614265330",
-        ])
-        .env_clear()
-        .env("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"test": 2432232314}"#)
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8(output.stdout).unwrap(),
-        "webhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek\nwebhook-timestamp: 1614265330\n\
-         webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=\n"
+        ],
+        r#"{"test": 2432232314}"#,
     );
+    let expected = [
+        ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        ("webhook-timestamp", "1614265330"),
+        (
+            "webhook-signature",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        ),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    assert_eq!(headers, expected);
 }
 
 #[test]
@@ -180,4 +175,103 @@ fn json_logs_are_one_object_per_line_and_bad_formats_stop_start_up() {
             .unwrap()
             .contains("LOG_FORMAT must be plain or json")
     );
+}
+
+/// `hooksink sign` with `args` and `WEBHOOK_SECRET=secret` on `body`: its header lines.
+fn sign_with(secret: &str, args: &[&str], body: &str) -> Vec<(String, String)> {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hooksink"))
+        .arg("sign")
+        .args(args)
+        .env_clear()
+        .env("WEBHOOK_SECRET", secret)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (name, value) = line.split_once(": ").unwrap();
+            (name.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// POSTs `body` to /webhook with the header lines `hooksink sign` printed, as curl `-H @-` does.
+fn post_signed(
+    addr: std::net::SocketAddr,
+    signed: &[(String, String)],
+    body: &str,
+) -> crate::support::Response {
+    let mut headers: Vec<(&str, &str)> = signed
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    headers.push(("content-type", "application/json"));
+    headers.push(("connection", "close"));
+    let request = crate::support::request("POST", "/webhook", &headers, body.as_bytes());
+    crate::support::send_one(addr, &request)
+}
+
+/// The warning a server started with a published secret prints.
+const PUBLISHED_WARNING: &str = "WEBHOOK_SECRET includes the published secret from";
+
+#[test]
+fn secret_prints_a_fresh_key_the_server_accepts_without_warning() {
+    let first = hooksink(&["secret"], &[]);
+    let second = hooksink(&["secret"], &[]);
+    assert_eq!(first.status.code(), Some(0));
+    let secret = String::from_utf8(first.stdout).unwrap();
+    let secret = secret.strip_suffix('\n').unwrap().to_owned();
+    assert_ne!(String::from_utf8(second.stdout).unwrap().trim_end(), secret);
+    // 32 random bytes in padded standard base64.
+    let key = secret.strip_prefix("whsec_").unwrap();
+    assert_eq!(key.len(), 44, "{secret}");
+    assert!(key.ends_with('='), "{secret}");
+    assert!(
+        key.trim_end_matches('=')
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'),
+        "{secret}"
+    );
+
+    let url = crate::support::fresh_database();
+    let server = crate::support::Server::start(&url, &[("WEBHOOK_SECRET", &secret)]);
+    let body = crate::support::EXAMPLE;
+    let headers = sign_with(&secret, &["--id", "msg_fresh_secret"], body);
+    let response = post_signed(server.addr(), &headers, body);
+    assert_eq!(response.status, 200, "{}", server.log_text());
+    assert_eq!(response.json()["status"], "accepted");
+    // The test secret signs nothing this server accepts.
+    let other = crate::support::post_webhook(server.addr(), "msg_other", body);
+    assert_eq!(other.status, 401);
+    assert!(!server.log_text().contains(PUBLISHED_WARNING));
+}
+
+#[test]
+fn a_published_secret_is_warned_about_at_start_up() {
+    let url = crate::support::fresh_database();
+    let fresh = String::from_utf8(hooksink(&["secret"], &[]).stdout).unwrap();
+    let list = format!("{} {}", fresh.trim_end(), SECRET_ENV.1);
+    let server = crate::support::Server::start(&url, &[("WEBHOOK_SECRET", &list)]);
+    let log = server.log_text();
+    assert!(
+        log.contains(
+            "WARN  hooksink] WEBHOOK_SECRET includes the published secret from the Standard \
+             Webhooks specification's test vector: anyone can sign webhooks this server \
+             accepts; make your own with `hooksink secret`"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("MfKQ9r8"), "{log}");
 }
