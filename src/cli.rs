@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{Config, VARIABLES};
+use crate::config::{self, Config, VARIABLES};
 use crate::db_error;
 use crate::limits::BODY_SIZE_MAX;
 use crate::secret;
@@ -32,19 +32,31 @@ pub fn help() -> String {
     text
 }
 
+/// The variable `sign` takes its secret from, as the server does.
+const SECRET_VARIABLE: &str = "WEBHOOK_SECRET";
+
+/// The one-line usage of `hooksink sign`.
+const SIGN_USAGE: &str = "usage: hooksink sign [--id ID] [--timestamp SECS] < body";
+
+/// Text of `hooksink sign --help` after the usage line.
+const SIGN_HELP: &str = "Reads a body on stdin and prints its webhook-id, webhook-timestamp and webhook-signature\n\
+    header lines, signed with the first secret of WEBHOOK_SECRET.\n\n  \
+    --id ID           webhook-id to sign (default: a new one each run; repeat an id to\n                    \
+    send a duplicate)\n  \
+    --timestamp SECS  webhook-timestamp in unix seconds (default: now)\n";
+
 /// `hooksink sign`: prints `webhook-id`, `webhook-timestamp` and `webhook-signature` header
 /// lines for the body on stdin, signed with the first secret of `WEBHOOK_SECRET`.
 pub fn sign(args: &[String]) -> ExitCode {
-    let secret = std::env::var("WEBHOOK_SECRET").unwrap_or_default();
-    let secrets = match signature::Secrets::parse(&secret) {
-        Ok(secrets) => secrets,
-        Err(error) => return fail(&error.to_string()),
-    };
     let now = now_secs();
     let mut id = format!("msg_{now:x}{:x}", std::process::id());
     let mut timestamp = now;
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
+        if matches!(flag.as_str(), "--help" | "-h") {
+            print!("{SIGN_USAGE}\n\n{SIGN_HELP}");
+            return ExitCode::SUCCESS;
+        }
         let value = rest.next();
         match (flag.as_str(), value) {
             ("--id", Some(value)) => id.clone_from(value),
@@ -52,9 +64,17 @@ pub fn sign(args: &[String]) -> ExitCode {
                 Ok(value) => timestamp = value,
                 Err(_) => return fail("--timestamp takes unix seconds"),
             },
-            _ => return fail("usage: hooksink sign [--id ID] [--timestamp SECS] < body"),
+            _ => return fail(SIGN_USAGE),
         }
     }
+    // Worded as the server words it: the same condition gets the same message.
+    let Ok(secret) = std::env::var(SECRET_VARIABLE) else {
+        return fail(&config::Error::Missing(SECRET_VARIABLE).to_string());
+    };
+    let secrets = match signature::Secrets::parse(&secret) {
+        Ok(secrets) => secrets,
+        Err(error) => return fail(&error.to_string()),
+    };
     let mut body = Vec::new();
     let limit = BODY_SIZE_MAX as u64 + 1;
     if let Err(error) = std::io::stdin().take(limit).read_to_end(&mut body) {

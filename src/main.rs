@@ -131,8 +131,8 @@ fn serve(config: &Config) -> ExitCode {
     may::go!(move || server::accept_loop(listener, context, connections_max));
     info!("listening on {address}");
     // Blocks without polling until SIGTERM or SIGINT arrives.
-    let signal = signals.forever().next();
-    info!("signal {signal:?}: no new connections, finishing in-flight requests");
+    let signal = signal_name(signals.forever().next());
+    info!("{signal}: no new connections, finishing in-flight requests");
     server::begin_shutdown();
     // Not joined: if the wake-up connection went elsewhere (another SO_REUSEPORT listener),
     // the loop still stops at its next accept, and the process exits after the drain anyway.
@@ -191,6 +191,16 @@ fn local_port() -> u16 {
         .map_or(LOCAL_PORT, |address| address.port());
     info!("port {LOCAL_PORT} is taken: the private PostgreSQL uses port {port}");
     port
+}
+
+/// The name of a signal `main` waits for, as an operator would write it.
+fn signal_name(signal: Option<i32>) -> &'static str {
+    match signal {
+        Some(SIGINT) => "SIGINT",
+        Some(SIGTERM) => "SIGTERM",
+        // `forever` ends only when the handle is closed, which nothing here does.
+        _ => "signal handle closed",
+    }
 }
 
 /// Connects once to the listener so a blocked `accept` returns and sees the shutdown flag.

@@ -275,3 +275,69 @@ fn a_published_secret_is_warned_about_at_start_up() {
     );
     assert!(!log.contains("MfKQ9r8"), "{log}");
 }
+
+#[test]
+fn sign_help_prints_help_and_exits_zero_without_a_secret() {
+    let output = hooksink(&["sign", "--help"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.starts_with("usage: hooksink sign [--id ID] [--timestamp SECS] < body\n"),
+        "{text}"
+    );
+    assert!(text.contains("--id ID"), "{text}");
+    assert_eq!(String::from_utf8(output.stderr).unwrap(), "");
+}
+
+#[test]
+fn sign_and_the_server_word_a_missing_secret_the_same_way() {
+    let sign = hooksink(&["sign"], &[]);
+    let serve = hooksink(&[], &[]);
+    assert_eq!(sign.status.code(), Some(1));
+    assert_eq!(serve.status.code(), Some(1));
+    let expected = "hooksink: WEBHOOK_SECRET is not set\n";
+    assert_eq!(String::from_utf8(sign.stderr).unwrap(), expected);
+    assert_eq!(String::from_utf8(serve.stderr).unwrap(), expected);
+}
+
+#[test]
+fn sign_with_the_same_id_makes_a_duplicate() {
+    let url = crate::support::fresh_database();
+    let server = crate::support::Server::start(&url, &[]);
+    let body = crate::support::EXAMPLE;
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let headers = sign_with(SECRET_ENV.1, &["--id", "msg_readme_dup"], body);
+        let response = post_signed(server.addr(), &headers, body);
+        statuses.push((response.status, response.json()["status"].clone()));
+    }
+    assert_eq!(
+        statuses,
+        [(200, "accepted".into()), (200, "duplicate".into())]
+    );
+}
+
+#[test]
+fn shutdown_log_names_the_signal() {
+    let url = crate::support::fresh_database();
+    for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
+        let mut server = crate::support::Server::start(&url, &[]);
+        server.stop_with(signal);
+        let status = server
+            .wait_exit(std::time::Duration::from_secs(20))
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+        // The log readers may trail the exit by a moment.
+        let logged = crate::support::wait_until(std::time::Duration::from_secs(5), || {
+            server.log_text().contains("] stopped")
+        });
+        let log = server.log_text();
+        assert!(logged, "{log}");
+        assert!(
+            log.contains(&format!(
+                "{name}: no new connections, finishing in-flight requests"
+            )),
+            "{log}"
+        );
+    }
+}
