@@ -14,4 +14,5 @@ mod durability;
 mod faults;
 mod hostile;
 mod localdb;
+mod monitoring;
 mod scale;
