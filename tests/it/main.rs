@@ -15,4 +15,5 @@ mod faults;
 mod hostile;
 mod localdb;
 mod monitoring;
+mod readme;
 mod scale;
