@@ -24,6 +24,10 @@ pub const PUBLISHED: &[(&str, &str)] = &[
         "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
         "the Svix API reference's example endpoint secret",
     ),
+    (
+        "whsec_UkVQTEFDRS1NRS1USElTLUlTLU5PVC1BLVNFQ1JFVCE=",
+        "hooksink's deploy/hooksink.env.example placeholder",
+    ),
 ];
 
 /// A fresh `whsec_<base64>` secret from the operating system's random source.
@@ -85,12 +89,15 @@ mod tests {
 
     #[test]
     fn published_secrets_are_found_wherever_they_sit_in_the_list() {
-        let (vector, svix) = (PUBLISHED[0], PUBLISHED[1]);
+        let (vector, svix, example) = (PUBLISHED[0], PUBLISHED[1], PUBLISHED[2]);
         check(vector.0, &[vector.1]);
         check(svix.0, &[svix.1]);
+        check(example.0, &[example.1]);
         check(&format!("whsec_AAAA {}", vector.0), &[vector.1]);
         check(&format!("{},{}", svix.0, vector.0), &[vector.1, svix.1]);
         check("whsec_AAAA", &[]);
+        let env_example = include_str!("../deploy/hooksink.env.example");
+        assert!(env_example.contains(&format!("WEBHOOK_SECRET={}\n", example.0)));
         check(&generate().unwrap(), &[]);
     }
 
