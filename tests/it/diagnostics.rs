@@ -105,3 +105,35 @@ fn the_server_start_up_warning_names_the_cause() {
     );
     assert!(!log.contains(PASSWORD), "{log}");
 }
+
+#[test]
+fn the_writers_warning_names_the_cause_when_the_database_goes_away() {
+    let mut cluster = support::private_cluster();
+    let port = cluster.port();
+    let server = Server::start(&cluster.url("postgres"), &[]);
+    assert_eq!(
+        support::post_webhook(server.addr(), "msg_before", support::EXAMPLE).status,
+        200
+    );
+    cluster.stop().unwrap();
+    for id in ["msg_during_1", "msg_during_2"] {
+        assert_eq!(
+            support::post_webhook(server.addr(), id, support::EXAMPLE).status,
+            503
+        );
+    }
+    let log = server.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|line| line.starts_with("[WARN  hooksink::store]"))
+        .collect();
+    assert!(!warnings.is_empty(), "{log}");
+    // Each names what happened: the server's message and SQLSTATE, or the address tried.
+    let address = format!("(127.0.0.1:{port})");
+    for line in &warnings {
+        assert!(
+            line.contains("(SQLSTATE ") || line.ends_with(&address),
+            "{line}\n{log}"
+        );
+    }
+}
