@@ -17,3 +17,4 @@ mod localdb;
 mod monitoring;
 mod readme;
 mod scale;
+mod tree;
