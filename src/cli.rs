@@ -108,7 +108,10 @@ pub fn secret() -> ExitCode {
 pub fn database_command(config: &Config, database_url: &str, apply: bool) -> ExitCode {
     let connection = match store::connection_config(database_url) {
         Ok(connection) => connection,
-        Err(error) => return fail(&format!("DATABASE_URL is not usable: {error}")),
+        Err(error) => {
+            let cause = db_error::chain(&error);
+            return fail(&format!("DATABASE_URL is not usable: {cause}"));
+        }
     };
     let mut client = match store::connect(&connection) {
         Ok(client) => client,

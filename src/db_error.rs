@@ -80,8 +80,9 @@ fn io_text(error: &io::Error) -> String {
     }
 }
 
-/// The driver's text followed by each cause: `error connecting to server: ...`.
-fn chain(error: &postgres::Error) -> String {
+/// The driver's text followed by each cause, for errors with no server or address to name
+/// (`DATABASE_URL` that does not parse): `invalid connection string: unknown option `x``.
+pub fn chain(error: &postgres::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

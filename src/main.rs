@@ -83,7 +83,10 @@ fn serve(config: &Config) -> ExitCode {
     };
     let connection = match store::connection_config(&url) {
         Ok(connection) => connection,
-        Err(error) => return cli::fail(&format!("DATABASE_URL is not usable: {error}")),
+        Err(error) => {
+            let cause = db_error::chain(&error);
+            return cli::fail(&format!("DATABASE_URL is not usable: {cause}"));
+        }
     };
     match store::connect(&connection).and_then(|mut client| store::migrate(&mut client)) {
         Ok(_) => metrics::set_database_up(true),

@@ -137,3 +137,17 @@ fn the_writers_warning_names_the_cause_when_the_database_goes_away() {
         );
     }
 }
+
+#[test]
+fn an_unusable_url_names_what_is_wrong_with_it() {
+    let url = format!("postgres://postgres:{PASSWORD}@127.0.0.1:5432/db?bogus=1");
+    let expected =
+        "hooksink: DATABASE_URL is not usable: invalid connection string: unknown option `bogus`\n";
+    for args in [&["check-config"][..], &[]] {
+        let output = hooksink(args, &[SECRET_ENV, ("DATABASE_URL", &url)]);
+        assert_eq!(output.status.code(), Some(1));
+        let text = String::from_utf8(output.stderr).unwrap();
+        assert!(text.ends_with(expected), "{text}");
+        assert!(!text.contains(PASSWORD), "{text}");
+    }
+}
