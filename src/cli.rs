@@ -6,8 +6,10 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{Config, VARIABLES};
+use crate::config::{self, Config, VARIABLES};
+use crate::db_error;
 use crate::limits::BODY_SIZE_MAX;
+use crate::secret;
 use crate::signature;
 use crate::store;
 
@@ -18,6 +20,7 @@ pub fn help() -> String {
          USAGE:\n  hooksink                 serve (POST /webhook, GET /healthz /readyz /metrics)\n  \
          hooksink sign [--id ID] [--timestamp SECS]\n                           \
          read a body on stdin, print its webhook-* headers\n  \
+         hooksink secret          print a fresh random whsec_ secret for WEBHOOK_SECRET\n  \
          hooksink migrate         apply sql/ migrations and exit\n  \
          hooksink check-config    validate the environment, connect to the database, exit\n  \
          hooksink --help | --version\n\nENVIRONMENT:\n",
@@ -29,19 +32,31 @@ pub fn help() -> String {
     text
 }
 
+/// The variable `sign` takes its secret from, as the server does.
+const SECRET_VARIABLE: &str = "WEBHOOK_SECRET";
+
+/// The one-line usage of `hooksink sign`.
+const SIGN_USAGE: &str = "usage: hooksink sign [--id ID] [--timestamp SECS] < body";
+
+/// Text of `hooksink sign --help` after the usage line.
+const SIGN_HELP: &str = "Reads a body on stdin and prints its webhook-id, webhook-timestamp and webhook-signature\n\
+    header lines, signed with the first secret of WEBHOOK_SECRET.\n\n  \
+    --id ID           webhook-id to sign (default: a new one each run; repeat an id to\n                    \
+    send a duplicate)\n  \
+    --timestamp SECS  webhook-timestamp in unix seconds (default: now)\n";
+
 /// `hooksink sign`: prints `webhook-id`, `webhook-timestamp` and `webhook-signature` header
 /// lines for the body on stdin, signed with the first secret of `WEBHOOK_SECRET`.
 pub fn sign(args: &[String]) -> ExitCode {
-    let secret = std::env::var("WEBHOOK_SECRET").unwrap_or_default();
-    let secrets = match signature::Secrets::parse(&secret) {
-        Ok(secrets) => secrets,
-        Err(error) => return fail(&error.to_string()),
-    };
     let now = now_secs();
     let mut id = format!("msg_{now:x}{:x}", std::process::id());
     let mut timestamp = now;
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
+        if matches!(flag.as_str(), "--help" | "-h") {
+            print!("{SIGN_USAGE}\n\n{SIGN_HELP}");
+            return ExitCode::SUCCESS;
+        }
         let value = rest.next();
         match (flag.as_str(), value) {
             ("--id", Some(value)) => id.clone_from(value),
@@ -49,9 +64,17 @@ pub fn sign(args: &[String]) -> ExitCode {
                 Ok(value) => timestamp = value,
                 Err(_) => return fail("--timestamp takes unix seconds"),
             },
-            _ => return fail("usage: hooksink sign [--id ID] [--timestamp SECS] < body"),
+            _ => return fail(SIGN_USAGE),
         }
     }
+    // Worded as the server words it: the same condition gets the same message.
+    let Ok(secret) = std::env::var(SECRET_VARIABLE) else {
+        return fail(&config::Error::Missing(SECRET_VARIABLE).to_string());
+    };
+    let secrets = match signature::Secrets::parse(&secret) {
+        Ok(secrets) => secrets,
+        Err(error) => return fail(&error.to_string()),
+    };
     let mut body = Vec::new();
     let limit = BODY_SIZE_MAX as u64 + 1;
     if let Err(error) = std::io::stdin().take(limit).read_to_end(&mut body) {
@@ -69,16 +92,33 @@ pub fn sign(args: &[String]) -> ExitCode {
     }
 }
 
+/// `hooksink secret`: prints a fresh `whsec_...` secret for `WEBHOOK_SECRET`.
+pub fn secret() -> ExitCode {
+    match secret::generate() {
+        Ok(secret) => {
+            println!("{secret}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&format!("cannot read the system's random source: {error}")),
+    }
+}
+
 /// `hooksink migrate` and `hooksink check-config`: both validate the environment and reach
 /// the database; `migrate` also applies pending migrations.
 pub fn database_command(config: &Config, database_url: &str, apply: bool) -> ExitCode {
     let connection = match store::connection_config(database_url) {
         Ok(connection) => connection,
-        Err(error) => return fail(&format!("DATABASE_URL is not usable: {error}")),
+        Err(error) => {
+            let cause = db_error::chain(&error);
+            return fail(&format!("DATABASE_URL is not usable: {cause}"));
+        }
     };
     let mut client = match store::connect(&connection) {
         Ok(client) => client,
-        Err(error) => return fail(&format!("cannot connect to the database: {error}")),
+        Err(error) => {
+            let cause = db_error::describe(&error, &connection);
+            return fail(&format!("cannot connect to the database: {cause}"));
+        }
     };
     if apply {
         return match store::migrate(&mut client) {
@@ -86,7 +126,10 @@ pub fn database_command(config: &Config, database_url: &str, apply: bool) -> Exi
                 println!("migrations applied: {applied}");
                 ExitCode::SUCCESS
             }
-            Err(error) => fail(&format!("migration failed: {error}")),
+            Err(error) => fail(&format!(
+                "migration failed: {}",
+                db_error::describe(&error, &connection)
+            )),
         };
     }
     match store::pending_migrations(&mut client) {
@@ -101,7 +144,10 @@ pub fn database_command(config: &Config, database_url: &str, apply: bool) -> Exi
             );
             ExitCode::SUCCESS
         }
-        Err(error) => fail(&format!("database query failed: {error}")),
+        Err(error) => fail(&format!(
+            "database query failed: {}",
+            db_error::describe(&error, &connection)
+        )),
     }
 }
 

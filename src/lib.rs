@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod currency;
+pub mod db_error;
 #[cfg(test)]
 mod fuzz;
 pub mod http;
@@ -15,6 +16,7 @@ pub mod localdb;
 pub mod logging;
 pub mod metrics;
 pub mod payload;
+pub mod secret;
 pub mod server;
 pub mod service;
 pub mod signature;

@@ -10,7 +10,7 @@ use hooksink::config::Config;
 use hooksink::localdb::{self, LocalPostgres};
 use hooksink::service::Context;
 use hooksink::store::{self, Store};
-use hooksink::{cli, logging, metrics, server};
+use hooksink::{cli, db_error, logging, metrics, secret, server};
 use log::{error, info, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             println!("hooksink {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Some("secret") => cli::secret(),
         Some("sign") => cli::sign(args.get(1..).unwrap_or_default()),
         Some("migrate") => with_database(true),
         Some("check-config") => with_database(false),
@@ -70,17 +71,29 @@ fn serve(config: &Config) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         config.describe()
     );
+    for source in secret::published_in(&config.secrets) {
+        warn!(
+            "WEBHOOK_SECRET includes the published secret from {source}: anyone can sign \
+             webhooks this server accepts; make your own with `hooksink secret`"
+        );
+    }
     let (url, local) = match database_url(config) {
         Ok(found) => found,
         Err(message) => return cli::fail(&message),
     };
     let connection = match store::connection_config(&url) {
         Ok(connection) => connection,
-        Err(error) => return cli::fail(&format!("DATABASE_URL is not usable: {error}")),
+        Err(error) => {
+            let cause = db_error::chain(&error);
+            return cli::fail(&format!("DATABASE_URL is not usable: {cause}"));
+        }
     };
     match store::connect(&connection).and_then(|mut client| store::migrate(&mut client)) {
         Ok(_) => metrics::set_database_up(true),
-        Err(error) => warn!("database not ready at start-up, answering 503 until it is: {error}"),
+        Err(error) => warn!(
+            "database not ready at start-up, answering 503 until it is: {}",
+            db_error::describe(&error, &connection)
+        ),
     }
     let connections_max = server::raise_connection_limit(config.connections_max);
     may::config()
@@ -121,8 +134,8 @@ fn serve(config: &Config) -> ExitCode {
     may::go!(move || server::accept_loop(listener, context, connections_max));
     info!("listening on {address}");
     // Blocks without polling until SIGTERM or SIGINT arrives.
-    let signal = signals.forever().next();
-    info!("signal {signal:?}: no new connections, finishing in-flight requests");
+    let signal = signal_name(signals.forever().next());
+    info!("{signal}: no new connections, finishing in-flight requests");
     server::begin_shutdown();
     // Not joined: if the wake-up connection went elsewhere (another SO_REUSEPORT listener),
     // the loop still stops at its next accept, and the process exits after the drain anyway.
@@ -181,6 +194,16 @@ fn local_port() -> u16 {
         .map_or(LOCAL_PORT, |address| address.port());
     info!("port {LOCAL_PORT} is taken: the private PostgreSQL uses port {port}");
     port
+}
+
+/// The name of a signal `main` waits for, as an operator would write it.
+fn signal_name(signal: Option<i32>) -> &'static str {
+    match signal {
+        Some(SIGINT) => "SIGINT",
+        Some(SIGTERM) => "SIGTERM",
+        // `forever` ends only when the handle is closed, which nothing here does.
+        _ => "signal handle closed",
+    }
 }
 
 /// Connects once to the listener so a blocked `accept` returns and sees the shutdown flag.

@@ -328,7 +328,10 @@ impl Writer {
             }
             Err(error) => {
                 if metrics::database_up() {
-                    warn!("database unreachable: {error}");
+                    warn!(
+                        "database unreachable: {}",
+                        crate::db_error::describe(&error, &self.config)
+                    );
                 }
                 metrics::set_database_up(false);
                 self.connection = None;
@@ -382,7 +385,10 @@ impl Writer {
     }
 
     fn lose_connection(&mut self, error: &postgres::Error) {
-        warn!("database write failed, reconnecting on the next batch: {error}");
+        warn!(
+            "database write failed, reconnecting on the next batch: {}",
+            crate::db_error::describe(error, &self.config)
+        );
         metrics::set_database_up(false);
         // The connection may be fine (a statement timeout), but after an error mid-transaction
         // a fresh one is the simplest state to reason about.

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-fn hooksink(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+pub fn hooksink(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hooksink"));
     command.args(args).env_clear();
     for (name, value) in env {
@@ -56,34 +56,29 @@ fn malformed_secret_stops_start_up_with_a_clear_message() {
 
 #[test]
 fn sign_prints_standard_webhooks_headers() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hooksink"))
-        .args([
-            "sign",
+    let headers = sign_with(
+        SECRET_ENV.1,
+        &[
             "--id",
             "msg_p5jXN8AQM9LWM0D4loKWxJek",
             "--timestamp",
             "1614265330",
-        ])
-        .env_clear()
-        .env("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"test": 2432232314}"#)
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8(output.stdout).unwrap(),
-        "webhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek\nwebhook-timestamp: 1614265330\n\
-         webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=\n"
+        ],
+        r#"{"test": 2432232314}"#,
     );
+    let expected = [
+        ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        ("webhook-timestamp", "1614265330"),
+        (
+            "webhook-signature",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        ),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    assert_eq!(headers, expected);
 }
 
 #[test]
@@ -107,7 +102,7 @@ fn second_instance_on_a_taken_port_refuses_to_start() {
     );
 }
 
-const SECRET_ENV: (&str, &str) = ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+pub const SECRET_ENV: (&str, &str) = ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
 
 #[test]
 fn migrate_applies_once_and_check_config_reports_the_result() {
@@ -180,4 +175,169 @@ fn json_logs_are_one_object_per_line_and_bad_formats_stop_start_up() {
             .unwrap()
             .contains("LOG_FORMAT must be plain or json")
     );
+}
+
+/// `hooksink sign` with `args` and `WEBHOOK_SECRET=secret` on `body`: its header lines.
+fn sign_with(secret: &str, args: &[&str], body: &str) -> Vec<(String, String)> {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hooksink"))
+        .arg("sign")
+        .args(args)
+        .env_clear()
+        .env("WEBHOOK_SECRET", secret)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (name, value) = line.split_once(": ").unwrap();
+            (name.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// POSTs `body` to /webhook with the header lines `hooksink sign` printed, as curl `-H @-` does.
+fn post_signed(
+    addr: std::net::SocketAddr,
+    signed: &[(String, String)],
+    body: &str,
+) -> crate::support::Response {
+    let mut headers: Vec<(&str, &str)> = signed
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    headers.push(("content-type", "application/json"));
+    headers.push(("connection", "close"));
+    let request = crate::support::request("POST", "/webhook", &headers, body.as_bytes());
+    crate::support::send_one(addr, &request)
+}
+
+/// The warning a server started with a published secret prints.
+const PUBLISHED_WARNING: &str = "WEBHOOK_SECRET includes the published secret from";
+
+#[test]
+fn secret_prints_a_fresh_key_the_server_accepts_without_warning() {
+    let first = hooksink(&["secret"], &[]);
+    let second = hooksink(&["secret"], &[]);
+    assert_eq!(first.status.code(), Some(0));
+    let secret = String::from_utf8(first.stdout).unwrap();
+    let secret = secret.strip_suffix('\n').unwrap().to_owned();
+    assert_ne!(String::from_utf8(second.stdout).unwrap().trim_end(), secret);
+    // 32 random bytes in padded standard base64.
+    let key = secret.strip_prefix("whsec_").unwrap();
+    assert_eq!(key.len(), 44, "{secret}");
+    assert!(key.ends_with('='), "{secret}");
+    assert!(
+        key.trim_end_matches('=')
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'),
+        "{secret}"
+    );
+
+    let url = crate::support::fresh_database();
+    let server = crate::support::Server::start(&url, &[("WEBHOOK_SECRET", &secret)]);
+    let body = crate::support::EXAMPLE;
+    let headers = sign_with(&secret, &["--id", "msg_fresh_secret"], body);
+    let response = post_signed(server.addr(), &headers, body);
+    assert_eq!(response.status, 200, "{}", server.log_text());
+    assert_eq!(response.json()["status"], "accepted");
+    // The test secret signs nothing this server accepts.
+    let other = crate::support::post_webhook(server.addr(), "msg_other", body);
+    assert_eq!(other.status, 401);
+    assert!(!server.log_text().contains(PUBLISHED_WARNING));
+}
+
+#[test]
+fn a_published_secret_is_warned_about_at_start_up() {
+    let url = crate::support::fresh_database();
+    let fresh = String::from_utf8(hooksink(&["secret"], &[]).stdout).unwrap();
+    let list = format!("{} {}", fresh.trim_end(), SECRET_ENV.1);
+    let server = crate::support::Server::start(&url, &[("WEBHOOK_SECRET", &list)]);
+    let log = server.log_text();
+    assert!(
+        log.contains(
+            "WARN  hooksink] WEBHOOK_SECRET includes the published secret from the Standard \
+             Webhooks specification's test vector: anyone can sign webhooks this server \
+             accepts; make your own with `hooksink secret`"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("MfKQ9r8"), "{log}");
+}
+
+#[test]
+fn sign_help_prints_help_and_exits_zero_without_a_secret() {
+    let output = hooksink(&["sign", "--help"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.starts_with("usage: hooksink sign [--id ID] [--timestamp SECS] < body\n"),
+        "{text}"
+    );
+    assert!(text.contains("--id ID"), "{text}");
+    assert_eq!(String::from_utf8(output.stderr).unwrap(), "");
+}
+
+#[test]
+fn sign_and_the_server_word_a_missing_secret_the_same_way() {
+    let sign = hooksink(&["sign"], &[]);
+    let serve = hooksink(&[], &[]);
+    assert_eq!(sign.status.code(), Some(1));
+    assert_eq!(serve.status.code(), Some(1));
+    let expected = "hooksink: WEBHOOK_SECRET is not set\n";
+    assert_eq!(String::from_utf8(sign.stderr).unwrap(), expected);
+    assert_eq!(String::from_utf8(serve.stderr).unwrap(), expected);
+}
+
+#[test]
+fn sign_with_the_same_id_makes_a_duplicate() {
+    let url = crate::support::fresh_database();
+    let server = crate::support::Server::start(&url, &[]);
+    let body = crate::support::EXAMPLE;
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let headers = sign_with(SECRET_ENV.1, &["--id", "msg_readme_dup"], body);
+        let response = post_signed(server.addr(), &headers, body);
+        statuses.push((response.status, response.json()["status"].clone()));
+    }
+    assert_eq!(
+        statuses,
+        [(200, "accepted".into()), (200, "duplicate".into())]
+    );
+}
+
+#[test]
+fn shutdown_log_names_the_signal() {
+    let url = crate::support::fresh_database();
+    for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
+        let mut server = crate::support::Server::start(&url, &[]);
+        server.stop_with(signal);
+        let status = server
+            .wait_exit(std::time::Duration::from_secs(20))
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+        // The log readers may trail the exit by a moment.
+        let logged = crate::support::wait_until(std::time::Duration::from_secs(5), || {
+            server.log_text().contains("] stopped")
+        });
+        let log = server.log_text();
+        assert!(logged, "{log}");
+        assert!(
+            log.contains(&format!(
+                "{name}: no new connections, finishing in-flight requests"
+            )),
+            "{log}"
+        );
+    }
 }

@@ -1,0 +1,116 @@
+//! Webhook secrets an operator makes (`hooksink secret`) and the published ones nobody should
+//! run with.
+//!
+//! A secret from a test vector or an API reference lets anyone who read that page sign
+//! webhooks the server accepts, so start-up warns when one is configured.
+
+use std::io;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::signature::{self, Headers, Secrets};
+
+/// Random bytes in a generated key: the HMAC-SHA256 block of security, 256 bits.
+const KEY_SIZE: usize = 32;
+
+/// Secrets printed in public documents, with where they are printed.
+pub const PUBLISHED: &[(&str, &str)] = &[
+    (
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "the Standard Webhooks specification's test vector",
+    ),
+    (
+        "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        "the Svix API reference's example endpoint secret",
+    ),
+    (
+        "whsec_UkVQTEFDRS1NRS1USElTLUlTLU5PVC1BLVNFQ1JFVCE=",
+        "hooksink's deploy/hooksink.env.example placeholder",
+    ),
+];
+
+/// A fresh `whsec_<base64>` secret from the operating system's random source.
+pub fn generate() -> io::Result<String> {
+    let mut key = [0u8; KEY_SIZE];
+    fill_random(&mut key)?;
+    Ok(format!("whsec_{}", STANDARD.encode(key)))
+}
+
+/// Where each published secret among `secrets` was published; empty when none is.
+pub fn published_in(secrets: &Secrets) -> Vec<&'static str> {
+    // Keys are held as HMAC state, so compare by behaviour: a probe signed with the published
+    // secret verifies against `secrets` exactly when that key is among them.
+    let (id, timestamp, body) = ("msg_probe", 0, b"{}");
+    PUBLISHED
+        .iter()
+        .filter(|(text, _)| {
+            let Ok(published) = Secrets::parse(text) else {
+                return false;
+            };
+            let tag = signature::sign(&published, id, timestamp, body);
+            let headers = Headers {
+                id: Some(id.as_bytes()),
+                timestamp: Some(b"0"),
+                signature: Some(tag.as_bytes()),
+            };
+            signature::verify(secrets, &headers, body, timestamp, 0).is_ok()
+        })
+        .map(|(_, source)| *source)
+        .collect()
+}
+
+fn fill_random(buffer: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while let Some(rest) = buffer.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+        // SAFETY: the kernel writes at most `rest.len()` bytes into `rest`.
+        let got = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if got < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        filled += got as usize;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(text: &str, expected: &[&str]) {
+        let secrets = Secrets::parse(text).unwrap();
+        assert_eq!(published_in(&secrets), expected);
+    }
+
+    #[test]
+    fn published_secrets_are_found_wherever_they_sit_in_the_list() {
+        let (vector, svix, example) = (PUBLISHED[0], PUBLISHED[1], PUBLISHED[2]);
+        check(vector.0, &[vector.1]);
+        check(svix.0, &[svix.1]);
+        check(example.0, &[example.1]);
+        check(&format!("whsec_AAAA {}", vector.0), &[vector.1]);
+        check(&format!("{},{}", svix.0, vector.0), &[vector.1, svix.1]);
+        check("whsec_AAAA", &[]);
+        let env_example = include_str!("../deploy/hooksink.env.example");
+        assert!(env_example.contains(&format!("WEBHOOK_SECRET={}\n", example.0)));
+        check(&generate().unwrap(), &[]);
+    }
+
+    #[test]
+    fn generated_secrets_parse_and_differ() {
+        let first = generate().unwrap();
+        let second = generate().unwrap();
+        assert_ne!(first, second);
+        assert_eq!(first.len(), "whsec_".len() + 44);
+        let key = STANDARD
+            .decode(first.strip_prefix("whsec_").unwrap())
+            .unwrap();
+        assert_eq!(key.len(), KEY_SIZE);
+        Secrets::parse(&first).unwrap();
+    }
+}
