@@ -198,11 +198,9 @@ impl PrivateKey {
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
         let ts = timestamp.to_string();
         let parts = [id.as_bytes(), b".", ts.as_bytes(), b".", body];
-        // ed25519 signing cannot fail for an in-memory key; the error type exists for HSMs.
-        match self.0.try_multipart_sign(&parts) {
-            Ok(signature) => format!("v1a,{}", STANDARD.encode(signature.to_bytes())),
-            Err(_) => String::new(),
-        }
+        // Infallible for an in-memory key; the fallible form exists for hardware signers.
+        let signature = self.0.multipart_sign(&parts);
+        format!("v1a,{}", STANDARD.encode(signature.to_bytes()))
     }
 
     /// `whpk_<base64>`, the entry a receiver puts in `WEBHOOK_SECRET`.
