@@ -21,4 +21,5 @@ pub mod server;
 pub mod service;
 pub mod signature;
 pub mod store;
+pub mod stripe_event;
 pub mod transform;

@@ -99,3 +99,16 @@ const _: () = assert!(REQUEST_READ_TIMEOUT_DEFAULT.as_secs() <= REQUEST_READ_TIM
 const _: () =
     assert!(KEEP_ALIVE_IDLE_TIMEOUT_DEFAULT.as_secs() <= KEEP_ALIVE_IDLE_TIMEOUT_MAX.as_secs());
 const _: () = assert!(CONNECTIONS_DEFAULT <= CONNECTIONS_MAX);
+
+/// `v1a` entries tried per request against each `whpk_` key: each try hashes the whole body,
+/// so this bounds the curve work an unsigned request can cause (rotation needs two).
+pub const V1A_SIGNATURES_COUNT_MAX: usize = 4;
+/// Secrets accepted in `STRIPE_WEBHOOK_SECRET` (Stripe's rolling keeps two alive at once).
+pub const STRIPE_SECRETS_COUNT_MAX: usize = 8;
+/// Bytes of one `Stripe-Signature` header; longer is refused before it is parsed.
+pub const STRIPE_SIGNATURE_LEN_MAX: usize = 2048;
+/// Comma-separated entries (`t`, `v1`, `v0` and unknown ones) in one `Stripe-Signature`.
+pub const STRIPE_SIGNATURE_ENTRIES_MAX: usize = 16;
+
+const _: () = assert!(V1A_SIGNATURES_COUNT_MAX <= SIGNATURES_COUNT_MAX);
+const _: () = assert!(STRIPE_SIGNATURE_LEN_MAX < HEAD_SIZE_MAX);

@@ -199,6 +199,21 @@ pub fn validate<'a>(webhook: &Webhook<'a>) -> Result<Event<'a>, Error> {
     })
 }
 
+impl<'a> Webhook<'a> {
+    /// The same fields found in another provider's body (`stripe_event`), whose `parse` applied
+    /// the same whole-body rules; `validate` then answers exactly as for a webhook.
+    pub(crate) fn from_fields(fields: [Option<&'a RawValue>; 5]) -> Webhook<'a> {
+        let [event_type, object_id, amount_cents, currency, metadata] = fields;
+        Webhook {
+            event_type,
+            object_id,
+            amount_cents,
+            currency,
+            metadata,
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Webhook<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(WebhookVisitor)
@@ -313,7 +328,7 @@ impl fmt::Display for KeyError<'_> {
 ///
 /// The bytes need not be valid JSON: serde_json judges that afterwards. Quotes, backslashes and
 /// brackets are ASCII, which never occurs inside a multi-byte UTF-8 character.
-fn too_deep(body: &[u8]) -> Option<usize> {
+pub(crate) fn too_deep(body: &[u8]) -> Option<usize> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
@@ -343,7 +358,7 @@ fn too_deep(body: &[u8]) -> Option<usize> {
 }
 
 /// Applies `typer` to a field that must be present and not null, naming the field on failure.
-fn required<'a, T>(
+pub(crate) fn required<'a, T>(
     field: &'static str,
     raw: Option<&'a RawValue>,
     typer: fn(&'a str) -> Result<T, Rule>,
@@ -441,7 +456,7 @@ fn metadata(text: &str) -> Result<&str, Rule> {
 }
 
 /// The contents of a JSON string token: borrowed when it has no escapes, decoded otherwise.
-fn string(text: &str) -> Result<Cow<'_, str>, Rule> {
+pub(crate) fn string(text: &str) -> Result<Cow<'_, str>, Rule> {
     let Some(inner) = text
         .strip_prefix('"')
         .and_then(|rest| rest.strip_suffix('"'))
