@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{Config, VARIABLES};
+use crate::config::{Accepts, Config, VARIABLES};
 use crate::limits::BODY_SIZE_MAX;
 use crate::signature;
 use crate::store;
@@ -23,8 +23,15 @@ pub fn help() -> String {
          hooksink --help | --version\n\nENVIRONMENT:\n",
         env!("CARGO_PKG_VERSION")
     );
-    for (name, default, meaning) in VARIABLES {
-        text.push_str(&format!("  {name:<26}{meaning} (default: {default})\n"));
+    for variable in VARIABLES {
+        let range = match variable.accepts {
+            Accepts::Range { min, max } => format!(", {min}..={max}"),
+            Accepts::Address | Accepts::Text => String::new(),
+        };
+        text.push_str(&format!(
+            "  {:<26}{}{range} (default: {})\n",
+            variable.name, variable.meaning, variable.default
+        ));
     }
     text
 }
