@@ -5,6 +5,7 @@
 //! into the same buffer afterwards. Every request failure is a `Rejection`, one variant per row of
 //! the contract's answers table, written by `write_rejection`; no generic 500 exists.
 
+use std::fmt;
 use std::io::Write;
 use std::ops::Range;
 
@@ -62,11 +63,40 @@ pub enum Rejection {
     InvalidJson(payload::SyntaxError),
     ValidationFailed(payload::Error),
     Unavailable,
-    LengthRequired(&'static str),
-    BadRequest(&'static str),
-    HeadTooLarge(&'static str),
+    LengthRequired(LengthMissing),
+    BadRequest(Malformed),
+    HeadTooLarge(Oversized),
     RequestTimeout,
     ExpectationFailed,
+}
+
+/// Why a request is malformed (400, connection closed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Malformed {
+    /// httparse refused the request line or a header.
+    Head(httparse::Error),
+    ContentLengthNotNumber,
+    ConflictingContentLengths,
+    TransferEncodings,
+    LengthWithTransferEncoding,
+    TransferCodingNotChunked,
+    ChunkSizeLine,
+    ChunkDataEnd,
+}
+
+/// Which part of a request is over its limit (431, connection closed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Oversized {
+    Head,
+    HeaderCount,
+    Trailers,
+}
+
+/// Why a request has no usable body length (411).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LengthMissing {
+    ContentLength,
+    ChunkedOffWebhook,
 }
 
 /// Whether the connection may carry another request after an answer.
@@ -83,20 +113,16 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Rejection> {
     let len = match request.parse(bytes) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if bytes.len() >= HEAD_SIZE_MAX => {
-            return Err(Rejection::HeadTooLarge(
-                "request head larger than 8192 bytes",
-            ));
+            return Err(Rejection::HeadTooLarge(Oversized::Head));
         }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(Rejection::HeadTooLarge("more than 32 request headers"));
+            return Err(Rejection::HeadTooLarge(Oversized::HeaderCount));
         }
-        Err(error) => return Err(Rejection::BadRequest(parse_error_message(error))),
+        Err(error) => return Err(Rejection::BadRequest(Malformed::Head(error))),
     };
     if len > HEAD_SIZE_MAX {
-        return Err(Rejection::HeadTooLarge(
-            "request head larger than 8192 bytes",
-        ));
+        return Err(Rejection::HeadTooLarge(Oversized::Head));
     }
     let base = bytes.as_ptr() as usize;
     let span_of = |text: &[u8]| {
@@ -136,14 +162,12 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Rejection> {
         if name.eq_ignore_ascii_case("content-length") {
             let parsed = parse_content_length(value)?;
             if content_length.is_some_and(|seen| seen != parsed) {
-                return Err(Rejection::BadRequest("conflicting content-length headers"));
+                return Err(Rejection::BadRequest(Malformed::ConflictingContentLengths));
             }
             content_length = Some(parsed);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             if transfer_encoding.is_some() {
-                return Err(Rejection::BadRequest(
-                    "more than one transfer-encoding header",
-                ));
+                return Err(Rejection::BadRequest(Malformed::TransferEncodings));
             }
             transfer_encoding = Some(value);
         } else if name.eq_ignore_ascii_case("content-type") {
@@ -165,16 +189,12 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Rejection> {
     }
     head.body = match (content_length, transfer_encoding) {
         (Some(_), Some(_)) => {
-            return Err(Rejection::BadRequest(
-                "content-length together with transfer-encoding",
-            ));
+            return Err(Rejection::BadRequest(Malformed::LengthWithTransferEncoding));
         }
         (Some(length), None) => BodyFraming::Length(length),
         (None, Some(coding)) if is_chunked(coding) => BodyFraming::Chunked,
         (None, Some(_)) => {
-            return Err(Rejection::BadRequest(
-                "transfer-encoding other than chunked",
-            ));
+            return Err(Rejection::BadRequest(Malformed::TransferCodingNotChunked));
         }
         (None, None) => BodyFraming::None,
     };
@@ -254,9 +274,9 @@ impl Rejection {
             }
             Rejection::InvalidSignature(error) => write_message(out, format_args!("{error}")),
             Rejection::InvalidJson(error) => write_message(out, format_args!("{error}")),
-            Rejection::LengthRequired(message)
-            | Rejection::BadRequest(message)
-            | Rejection::HeadTooLarge(message) => write_message(out, format_args!("{message}")),
+            Rejection::LengthRequired(cause) => write_message(out, format_args!("{cause}")),
+            Rejection::BadRequest(cause) => write_message(out, format_args!("{cause}")),
+            Rejection::HeadTooLarge(cause) => write_message(out, format_args!("{cause}")),
             Rejection::NotFound
             | Rejection::PayloadTooLarge
             | Rejection::MethodNotAllowed { .. }
@@ -375,7 +395,7 @@ fn write_message(out: &mut Vec<u8>, message: std::fmt::Arguments<'_>) {
 fn parse_content_length(value: &[u8]) -> Result<u64, Rejection> {
     let digits = value.trim_ascii();
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(Rejection::BadRequest("content-length is not a number"));
+        return Err(Rejection::BadRequest(Malformed::ContentLengthNotNumber));
     }
     // More than 19 digits cannot be a size we accept; saturate so it is answered 413.
     if digits.len() > 19 {
@@ -402,15 +422,48 @@ fn is_chunked(coding: &[u8]) -> bool {
     coding.trim_ascii().eq_ignore_ascii_case(b"chunked")
 }
 
-fn parse_error_message(error: httparse::Error) -> &'static str {
-    match error {
-        httparse::Error::HeaderName => "invalid header name",
-        httparse::Error::HeaderValue => "invalid header value",
-        httparse::Error::NewLine => "invalid line ending",
-        httparse::Error::Status => "invalid status",
-        httparse::Error::Token => "invalid token in request line",
-        httparse::Error::TooManyHeaders => "more than 32 request headers",
-        httparse::Error::Version => "invalid http version",
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            Malformed::Head(httparse::Error::HeaderName) => "invalid header name",
+            Malformed::Head(httparse::Error::HeaderValue) => "invalid header value",
+            Malformed::Head(httparse::Error::NewLine) => "invalid line ending",
+            Malformed::Head(httparse::Error::Status) => "invalid status",
+            Malformed::Head(httparse::Error::Token) => "invalid token in request line",
+            Malformed::Head(httparse::Error::TooManyHeaders) => {
+                return Oversized::HeaderCount.fmt(f);
+            }
+            Malformed::Head(httparse::Error::Version) => "invalid http version",
+            Malformed::ContentLengthNotNumber => "content-length is not a number",
+            Malformed::ConflictingContentLengths => "conflicting content-length headers",
+            Malformed::TransferEncodings => "more than one transfer-encoding header",
+            Malformed::LengthWithTransferEncoding => {
+                "content-length together with transfer-encoding"
+            }
+            Malformed::TransferCodingNotChunked => "transfer-encoding other than chunked",
+            Malformed::ChunkSizeLine => "malformed chunk size line",
+            Malformed::ChunkDataEnd => "chunk data not followed by crlf",
+        };
+        f.write_str(text)
+    }
+}
+
+impl fmt::Display for Oversized {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Oversized::Head => write!(f, "request head larger than {HEAD_SIZE_MAX} bytes"),
+            Oversized::HeaderCount => write!(f, "more than {HEADERS_COUNT_MAX} request headers"),
+            Oversized::Trailers => write!(f, "trailers larger than {HEAD_SIZE_MAX} bytes"),
+        }
+    }
+}
+
+impl fmt::Display for LengthMissing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LengthMissing::ContentLength => "content-length header missing",
+            LengthMissing::ChunkedOffWebhook => "chunked bodies are accepted only on /webhook",
+        })
     }
 }
 

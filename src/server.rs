@@ -13,7 +13,7 @@ use log::{debug, warn};
 use may::net::{TcpListener, TcpStream};
 use may::sync::mpsc;
 
-use crate::http::{self, BodyFraming, Connection, Head, Method, Rejection};
+use crate::http::{self, BodyFraming, Connection, Head, Malformed, Method, Oversized, Rejection};
 use crate::limits::{BUFFERED_BYTES_MAX, CONNECTION_BUFFER_IDLE, HEAD_SIZE_MAX, WRITE_TIMEOUT};
 use crate::metrics;
 use crate::service::{self, Answer, Context};
@@ -389,7 +389,7 @@ impl Conn {
                     Ok(httparse::Status::Partial) if pending.len() < CHUNK_LINE_MAX => {
                         self.fill(Some(deadline), HEAD_READ_SPACE)?;
                     }
-                    _ => return reject(Rejection::BadRequest("malformed chunk size line")),
+                    _ => return reject(Rejection::BadRequest(Malformed::ChunkSizeLine)),
                 }
             };
             raw += line;
@@ -407,7 +407,7 @@ impl Conn {
             decoded += size;
             raw += size;
             if self.buffer.get(raw..raw + 2) != Some(b"\r\n") {
-                return reject(Rejection::BadRequest("chunk data not followed by crlf"));
+                return reject(Rejection::BadRequest(Malformed::ChunkDataEnd));
             }
             raw += 2;
             // Drop the framing already read once it adds up, so the buffer holds the decoded
@@ -423,7 +423,7 @@ impl Conn {
             let pending = self.buffer.get(raw..self.filled).unwrap_or_default();
             let line = pending.windows(2).position(|pair| pair == b"\r\n");
             if raw - trailers + line.unwrap_or(pending.len()) > HEAD_SIZE_MAX {
-                return reject(Rejection::HeadTooLarge("trailers larger than 8192 bytes"));
+                return reject(Rejection::HeadTooLarge(Oversized::Trailers));
             }
             match line {
                 Some(0) => break,

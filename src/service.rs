@@ -8,7 +8,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::http::{self, BodyFraming, Head, Method, Rejection};
+use crate::http::{self, BodyFraming, Head, LengthMissing, Method, Rejection};
 use crate::limits::COMMIT_WAIT_TIMEOUT;
 use crate::signature::{self, Secrets};
 use crate::store::{self, Pending, Replies, Reply, Store, Stored};
@@ -71,12 +71,10 @@ pub fn precheck(head: &Head, buffer: &[u8], body_size_max: usize) -> Result<Rout
             return Err(Rejection::PayloadTooLarge);
         }
         BodyFraming::Chunked if route != Route::Webhook => {
-            return Err(Rejection::LengthRequired(
-                "chunked bodies are accepted only on /webhook",
-            ));
+            return Err(Rejection::LengthRequired(LengthMissing::ChunkedOffWebhook));
         }
         BodyFraming::None if route == Route::Webhook => {
-            return Err(Rejection::LengthRequired("content-length header missing"));
+            return Err(Rejection::LengthRequired(LengthMissing::ContentLength));
         }
         _ => {}
     }
