@@ -70,6 +70,72 @@ pub enum Rejection {
     ExpectationFailed,
 }
 
+/// How a request ended. `label()` is the `hooksink_requests_total` label, the `status` of a
+/// success body and the `error` of a rejection body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Duplicate,
+    Ok,
+    InvalidJson,
+    InvalidSignature,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    Unavailable,
+    LengthRequired,
+    BadRequest,
+    HeaderTooLarge,
+    RequestTimeout,
+    ExpectationFailed,
+}
+
+impl Outcome {
+    /// Every outcome, in declaration order, so `ALL[outcome as usize] == outcome`.
+    pub const ALL: [Outcome; 16] = [
+        Outcome::Accepted,
+        Outcome::Duplicate,
+        Outcome::Ok,
+        Outcome::InvalidJson,
+        Outcome::InvalidSignature,
+        Outcome::NotFound,
+        Outcome::MethodNotAllowed,
+        Outcome::PayloadTooLarge,
+        Outcome::UnsupportedMediaType,
+        Outcome::ValidationFailed,
+        Outcome::Unavailable,
+        Outcome::LengthRequired,
+        Outcome::BadRequest,
+        Outcome::HeaderTooLarge,
+        Outcome::RequestTimeout,
+        Outcome::ExpectationFailed,
+    ];
+
+    /// The stable name clients and dashboards see.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ok => "ok",
+            Outcome::InvalidJson => "invalid_json",
+            Outcome::InvalidSignature => "invalid_signature",
+            Outcome::NotFound => "not_found",
+            Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::PayloadTooLarge => "payload_too_large",
+            Outcome::UnsupportedMediaType => "unsupported_media_type",
+            Outcome::ValidationFailed => "validation_failed",
+            Outcome::Unavailable => "unavailable",
+            Outcome::LengthRequired => "length_required",
+            Outcome::BadRequest => "bad_request",
+            Outcome::HeaderTooLarge => "header_too_large",
+            Outcome::RequestTimeout => "request_timeout",
+            Outcome::ExpectationFailed => "expectation_failed",
+        }
+    }
+}
+
 /// Why a request is malformed (400, connection closed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Malformed {
@@ -231,20 +297,25 @@ impl Rejection {
 
     /// Stable machine-readable code, sent as `error` and used as the metrics label.
     pub fn code(&self) -> &'static str {
+        self.outcome().label()
+    }
+
+    /// The outcome this rejection counts under.
+    pub fn outcome(&self) -> Outcome {
         match self {
-            Rejection::NotFound => "not_found",
-            Rejection::MethodNotAllowed { .. } => "method_not_allowed",
-            Rejection::PayloadTooLarge => "payload_too_large",
-            Rejection::UnsupportedMediaType => "unsupported_media_type",
-            Rejection::InvalidSignature(_) => "invalid_signature",
-            Rejection::InvalidJson(_) => "invalid_json",
-            Rejection::ValidationFailed(_) => "validation_failed",
-            Rejection::Unavailable => "unavailable",
-            Rejection::LengthRequired(_) => "length_required",
-            Rejection::BadRequest(_) => "bad_request",
-            Rejection::HeadTooLarge(_) => "header_too_large",
-            Rejection::RequestTimeout => "request_timeout",
-            Rejection::ExpectationFailed => "expectation_failed",
+            Rejection::NotFound => Outcome::NotFound,
+            Rejection::MethodNotAllowed { .. } => Outcome::MethodNotAllowed,
+            Rejection::PayloadTooLarge => Outcome::PayloadTooLarge,
+            Rejection::UnsupportedMediaType => Outcome::UnsupportedMediaType,
+            Rejection::InvalidSignature(_) => Outcome::InvalidSignature,
+            Rejection::InvalidJson(_) => Outcome::InvalidJson,
+            Rejection::ValidationFailed(_) => Outcome::ValidationFailed,
+            Rejection::Unavailable => Outcome::Unavailable,
+            Rejection::LengthRequired(_) => Outcome::LengthRequired,
+            Rejection::BadRequest(_) => Outcome::BadRequest,
+            Rejection::HeadTooLarge(_) => Outcome::HeaderTooLarge,
+            Rejection::RequestTimeout => Outcome::RequestTimeout,
+            Rejection::ExpectationFailed => Outcome::ExpectationFailed,
         }
     }
 
@@ -596,6 +667,13 @@ mod tests {
         assert!(!is_json_media_type(b"application/jsonx"));
         assert!(!is_json_media_type(b"text/plain"));
         assert!(!is_json_media_type(b""));
+    }
+
+    #[test]
+    fn outcomes_index_their_own_counter() {
+        for (index, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, index, "{outcome:?}");
+        }
     }
 
     #[test]

@@ -1,33 +1,14 @@
 //! Process-wide counters, rendered in the Prometheus text format on `GET /metrics`.
 //!
-//! Plain atomics: recording is a relaxed add on the hot path, no locks, no allocation. Labels
-//! are the stable `code()` strings of the answers, so a dashboard keys on the same names a
-//! client sees in `error`.
+//! Plain atomics: recording is a relaxed add on the hot path, no locks, no allocation. Request
+//! counters are indexed by `http::Outcome`, whose labels are the `error` and `status` strings a
+//! client sees, so a dashboard keys on the same names.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// Every outcome a request can have; the label of `hooksink_requests_total`.
-pub const OUTCOMES: [&str; 17] = [
-    "accepted",
-    "duplicate",
-    "ok",
-    "invalid_json",
-    "invalid_signature",
-    "not_found",
-    "method_not_allowed",
-    "payload_too_large",
-    "unsupported_media_type",
-    "validation_failed",
-    "unavailable",
-    "length_required",
-    "bad_request",
-    "header_too_large",
-    "request_timeout",
-    "expectation_failed",
-    "other",
-];
+use crate::http::Outcome;
 
 /// Upper bounds of the commit latency histogram, in seconds.
 const COMMIT_SECONDS_BUCKETS: [f64; 13] = [
@@ -36,7 +17,8 @@ const COMMIT_SECONDS_BUCKETS: [f64; 13] = [
 /// Upper bounds of the batch size histogram, in events.
 const BATCH_SIZE_BUCKETS: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
-static REQUESTS: [AtomicU64; OUTCOMES.len()] = [const { AtomicU64::new(0) }; OUTCOMES.len()];
+static REQUESTS: [AtomicU64; Outcome::ALL.len()] =
+    [const { AtomicU64::new(0) }; Outcome::ALL.len()];
 static COMMIT_SECONDS: [AtomicU64; COMMIT_SECONDS_BUCKETS.len()] =
     [const { AtomicU64::new(0) }; COMMIT_SECONDS_BUCKETS.len()];
 static COMMIT_COUNT: AtomicU64 = AtomicU64::new(0);
@@ -50,13 +32,9 @@ static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 static BUFFERED: AtomicUsize = AtomicUsize::new(0);
 static DATABASE_UP: AtomicBool = AtomicBool::new(false);
 
-/// Counts one answered request under `outcome` (one of `OUTCOMES`, else "other").
-pub fn count(outcome: &str) {
-    let index = OUTCOMES
-        .iter()
-        .position(|known| *known == outcome)
-        .unwrap_or(OUTCOMES.len() - 1);
-    if let Some(counter) = REQUESTS.get(index) {
+/// Counts one answered request under `outcome`.
+pub fn count(outcome: Outcome) {
+    if let Some(counter) = REQUESTS.get(outcome as usize) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -169,7 +147,8 @@ fn render_into(out: &mut String, queued: usize) -> std::fmt::Result {
         "# HELP hooksink_requests_total Answered requests by outcome."
     )?;
     writeln!(out, "# TYPE hooksink_requests_total counter")?;
-    for (outcome, counter) in OUTCOMES.iter().zip(REQUESTS.iter()) {
+    for (outcome, counter) in Outcome::ALL.iter().zip(REQUESTS.iter()) {
+        let outcome = outcome.label();
         let value = counter.load(Ordering::Relaxed);
         writeln!(
             out,
@@ -260,12 +239,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_outcomes_count_as_other() {
-        let before = REQUESTS[OUTCOMES.len() - 1].load(Ordering::Relaxed);
-        count("no_such_outcome");
-        assert_eq!(
-            REQUESTS[OUTCOMES.len() - 1].load(Ordering::Relaxed),
-            before + 1
+    fn outcomes_count_under_their_label() {
+        count(Outcome::ExpectationFailed);
+        let text = render(0);
+        let line = text
+            .lines()
+            .find(|line| line.contains("outcome=\"expectation_failed\""))
+            .unwrap();
+        assert_ne!(
+            line,
+            "hooksink_requests_total{outcome=\"expectation_failed\"} 0"
         );
     }
 

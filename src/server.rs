@@ -13,7 +13,9 @@ use log::{debug, warn};
 use may::net::{TcpListener, TcpStream};
 use may::sync::mpsc;
 
-use crate::http::{self, BodyFraming, Connection, Head, Malformed, Method, Oversized, Rejection};
+use crate::http::{
+    self, BodyFraming, Connection, Head, Malformed, Method, Outcome, Oversized, Rejection,
+};
 use crate::limits::{BUFFERED_BYTES_MAX, CONNECTION_BUFFER_IDLE, HEAD_SIZE_MAX, WRITE_TIMEOUT};
 use crate::metrics;
 use crate::service::{self, Answer, Context};
@@ -255,7 +257,7 @@ impl Conn {
         } else {
             connection
         };
-        metrics::count(rejection.code());
+        metrics::count(rejection.outcome());
         http::write_rejection(&mut self.out, rejection, connection);
         self.flush(connection, head_only)
     }
@@ -264,11 +266,12 @@ impl Conn {
         let json = ("application/json", &[][..]);
         match answer {
             Answer::Stored(stored, id) => {
-                let (status, outcome) = match stored {
-                    Stored::Accepted => ("accepted", "accepted"),
-                    Stored::Duplicate => ("duplicate", "duplicate"),
+                let outcome = match stored {
+                    Stored::Accepted => Outcome::Accepted,
+                    Stored::Duplicate => Outcome::Duplicate,
                 };
                 metrics::count(outcome);
+                let status = outcome.label();
                 let id = self
                     .buffer
                     .get(id.clone())
@@ -290,12 +293,12 @@ impl Conn {
                 );
             }
             Answer::Healthy => {
-                metrics::count("ok");
+                metrics::count(Outcome::Ok);
                 let body = br#"{"status":"ok"}"#;
                 http::write_answer(&mut self.out, (200, "OK"), json.0, json.1, body, connection);
             }
             Answer::Metrics(text) => {
-                metrics::count("ok");
+                metrics::count(Outcome::Ok);
                 let content_type = "text/plain; version=0.0.4; charset=utf-8";
                 let body = text.as_bytes();
                 http::write_answer(
