@@ -4,6 +4,7 @@
 //! Request path: `server` (sockets) → `http` (heads, answers) → `service` (routing) →
 //! `signature` → `payload` → `transform` → `store` (PostgreSQL) → answer.
 
+pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod currency;

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::admission;
 use crate::http::Outcome;
 
 /// Upper bounds of the commit latency histogram, in seconds.
@@ -28,8 +29,6 @@ static BATCH_SIZE: [AtomicU64; BATCH_SIZE_BUCKETS.len()] =
     [const { AtomicU64::new(0) }; BATCH_SIZE_BUCKETS.len()];
 static BATCH_EVENTS_SUM: AtomicU64 = AtomicU64::new(0);
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
-static BUFFERED: AtomicUsize = AtomicUsize::new(0);
 static DATABASE_UP: AtomicBool = AtomicBool::new(false);
 
 /// Counts one answered request under `outcome`.
@@ -78,41 +77,6 @@ pub struct InFlight(());
 impl Drop for InFlight {
     fn drop(&mut self) {
         IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Tries to take one of `max` connection slots; the guard releases it when dropped.
-pub fn connection_opened(max: usize) -> Option<OpenConnection> {
-    let previous = CONNECTIONS.fetch_add(1, Ordering::AcqRel);
-    if previous >= max {
-        CONNECTIONS.fetch_sub(1, Ordering::AcqRel);
-        return None;
-    }
-    Some(OpenConnection(()))
-}
-
-/// Takes `bytes` of the process-wide budget of `max` buffered request bytes; false when the
-/// budget would be exceeded (nothing is taken then).
-pub fn buffer_reserve(bytes: usize, max: usize) -> bool {
-    let previous = BUFFERED.fetch_add(bytes, Ordering::AcqRel);
-    if previous.saturating_add(bytes) > max {
-        BUFFERED.fetch_sub(bytes, Ordering::AcqRel);
-        return false;
-    }
-    true
-}
-
-/// Gives back `bytes` taken with `buffer_reserve`.
-pub fn buffer_release(bytes: usize) {
-    BUFFERED.fetch_sub(bytes, Ordering::AcqRel);
-}
-
-/// Holds a connection slot.
-pub struct OpenConnection(());
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        CONNECTIONS.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -206,7 +170,7 @@ fn render_into(out: &mut String, queued: usize) -> std::fmt::Result {
         "Requests being handled.",
         in_flight(),
     )?;
-    let connections = CONNECTIONS.load(Ordering::Relaxed);
+    let connections = admission::open_connections();
     gauge(
         out,
         "hooksink_open_connections",
@@ -250,20 +214,6 @@ mod tests {
             line,
             "hooksink_requests_total{outcome=\"expectation_failed\"} 0"
         );
-    }
-
-    #[test]
-    fn connection_slots_are_capped() {
-        let first = connection_opened(usize::MAX);
-        assert!(first.is_some());
-        assert!(connection_opened(0).is_none());
-    }
-
-    #[test]
-    fn buffer_budget_is_never_exceeded() {
-        assert!(buffer_reserve(10, usize::MAX));
-        assert!(!buffer_reserve(usize::MAX / 2, usize::MAX / 2));
-        buffer_release(10);
     }
 
     #[test]

@@ -17,9 +17,9 @@ use crate::http::{
     self, BodyFraming, Connection, Head, Malformed, Method, Outcome, Oversized, Rejection,
 };
 use crate::limits::{BUFFERED_BYTES_MAX, CONNECTION_BUFFER_IDLE, HEAD_SIZE_MAX, WRITE_TIMEOUT};
-use crate::metrics;
 use crate::service::{self, Answer, Context};
 use crate::store::{Replies, Stored};
+use crate::{admission, metrics};
 
 /// Descriptors kept free for the listener, database connections, logs and the private cluster.
 const FDS_RESERVED: usize = 64;
@@ -43,7 +43,7 @@ pub fn accept_loop(listener: TcpListener, context: &'static Context, connections
         match accepted {
             Ok((stream, _)) => {
                 // At the cap the new connection is closed at once; existing ones keep working.
-                let Some(slot) = metrics::connection_opened(connections_max) else {
+                let Some(slot) = admission::connection_slot(connections_max) else {
                     continue;
                 };
                 may::go!(move || {
@@ -482,7 +482,7 @@ impl Conn {
     /// Grows the buffer to `len` bytes within the process-wide `BUFFERED_BYTES_MAX`.
     fn grow(&mut self, len: usize) -> Result<(), ReadError> {
         let extra = len.saturating_sub(CONNECTION_BUFFER_IDLE.max(self.buffer.len()));
-        if extra > 0 && !metrics::buffer_reserve(extra, BUFFERED_BYTES_MAX) {
+        if extra > 0 && !admission::reserve_bytes(extra, BUFFERED_BYTES_MAX) {
             return Err(ReadError::Reject(Rejection::Unavailable));
         }
         self.reserved += extra;
@@ -498,14 +498,14 @@ impl Conn {
         if self.buffer.len() > CONNECTION_BUFFER_IDLE && self.filled <= CONNECTION_BUFFER_IDLE {
             self.buffer.truncate(CONNECTION_BUFFER_IDLE);
             self.buffer.shrink_to_fit();
-            metrics::buffer_release(std::mem::take(&mut self.reserved));
+            admission::release_bytes(std::mem::take(&mut self.reserved));
         }
     }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        metrics::buffer_release(self.reserved);
+        admission::release_bytes(self.reserved);
     }
 }
 
