@@ -1,11 +1,12 @@
 //! Admission control: the connection slots and the process-wide budget of buffered request
 //! bytes, so a flood of connections or of slow large bodies cannot exhaust memory or
-//! descriptors. `metrics` only reads the counts.
+//! descriptors; and the shutdown flag that stops admitting. `metrics` only reads the counts.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 static BUFFERED: AtomicUsize = AtomicUsize::new(0);
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 
 /// Holds a connection slot; dropping it frees the slot.
 pub struct Slot(());
@@ -45,6 +46,16 @@ pub fn reserve_bytes(bytes: usize, max: usize) -> bool {
 /// Gives back `bytes` taken with `reserve_bytes`.
 pub fn release_bytes(bytes: usize) {
     BUFFERED.fetch_sub(bytes, Ordering::AcqRel);
+}
+
+/// Stops accepting; open connections close after their current request.
+pub fn begin_shutdown() {
+    SHUTTING_DOWN.store(true, Ordering::Release);
+}
+
+/// Whether a shutdown has begun.
+pub fn shutting_down() -> bool {
+    SHUTTING_DOWN.load(Ordering::Acquire)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod currency;
 #[cfg(test)]
 mod fuzz;
