@@ -12,6 +12,7 @@ pub mod currency;
 #[cfg(test)]
 mod fuzz;
 pub mod http;
+pub mod jsonb;
 pub mod limits;
 pub mod localdb;
 pub mod logging;
