@@ -14,11 +14,11 @@ use may::net::TcpStream;
 use may::sync::mpsc;
 
 use crate::http::{
-    self, BodyFraming, Connection, Head, Malformed, Method, Outcome, Oversized, Rejection,
+    self, Answer, BodyFraming, Connection, Head, Malformed, Method, Oversized, Rejection,
 };
 use crate::limits::{BUFFERED_BYTES_MAX, CONNECTION_BUFFER_IDLE, HEAD_SIZE_MAX, WRITE_TIMEOUT};
-use crate::service::{self, Answer, Context};
-use crate::store::{Replies, Stored};
+use crate::service::{self, Context};
+use crate::store::Replies;
 use crate::{admission, metrics};
 
 /// Longest chunk-size line (size, extensions, CRLF) accepted in a chunked body.
@@ -184,54 +184,8 @@ impl Conn {
     }
 
     fn answer(&mut self, answer: &Answer, connection: Connection, head_only: bool) -> Connection {
-        let json = ("application/json", &[][..]);
-        match answer {
-            Answer::Stored(stored, id) => {
-                let outcome = match stored {
-                    Stored::Accepted => Outcome::Accepted,
-                    Stored::Duplicate => Outcome::Duplicate,
-                };
-                metrics::count(outcome);
-                let status = outcome.label();
-                let id = self
-                    .buffer
-                    .get(id.clone())
-                    .and_then(|id| std::str::from_utf8(id).ok())
-                    .unwrap_or("");
-                let mut body = Vec::with_capacity(64 + id.len());
-                body.extend_from_slice(b"{\"status\":\"");
-                body.extend_from_slice(status.as_bytes());
-                body.extend_from_slice(b"\",\"id\":\"");
-                http::write_json_escaped(&mut body, id);
-                body.extend_from_slice(b"\"}");
-                http::write_answer(
-                    &mut self.out,
-                    (200, "OK"),
-                    json.0,
-                    json.1,
-                    &body,
-                    connection,
-                );
-            }
-            Answer::Healthy => {
-                metrics::count(Outcome::Ok);
-                let body = br#"{"status":"ok"}"#;
-                http::write_answer(&mut self.out, (200, "OK"), json.0, json.1, body, connection);
-            }
-            Answer::Metrics(text) => {
-                metrics::count(Outcome::Ok);
-                let content_type = "text/plain; version=0.0.4; charset=utf-8";
-                let body = text.as_bytes();
-                http::write_answer(
-                    &mut self.out,
-                    (200, "OK"),
-                    content_type,
-                    &[],
-                    body,
-                    connection,
-                );
-            }
-        }
+        metrics::count(answer.outcome());
+        http::write_success(&mut self.out, answer, &self.buffer, connection);
         self.flush(connection, head_only)
     }
 

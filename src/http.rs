@@ -2,8 +2,9 @@
 //!
 //! `parse_head` turns the bytes of a request head into a `Head` that records *where* the
 //! interesting values sit in the connection buffer (spans, not copies), so the body can be read
-//! into the same buffer afterwards. Every request failure is a `Rejection`, one variant per row of
-//! the contract's answers table, written by `write_rejection`; no generic 500 exists.
+//! into the same buffer afterwards. Every answer is rendered here: a success is an `Answer`
+//! (written by `write_success`), every request failure a `Rejection`, one variant per row of
+//! the contract's answers table (written by `write_rejection`); no generic 500 exists.
 
 use std::fmt;
 use std::io::Write;
@@ -49,6 +50,19 @@ pub enum BodyFraming {
     None,
     Length(u64),
     Chunked,
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub enum Answer {
+    /// The event is committed now; its id is at this span of the buffer.
+    Accepted(Span),
+    /// The event was committed before; its id is at this span of the buffer.
+    Duplicate(Span),
+    /// A health endpoint's plain `{"status":"ok"}`.
+    Healthy,
+    /// The Prometheus text.
+    Metrics(String),
 }
 
 /// Every answer that is not a success, one per row of the contract's answers table plus the
@@ -362,6 +376,17 @@ impl Rejection {
     }
 }
 
+impl Answer {
+    /// The outcome this answer counts under.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Answer::Accepted(_) => Outcome::Accepted,
+            Answer::Duplicate(_) => Outcome::Duplicate,
+            Answer::Healthy | Answer::Metrics(_) => Outcome::Ok,
+        }
+    }
+}
+
 impl From<signature::Error> for Rejection {
     #[cold]
     fn from(error: signature::Error) -> Rejection {
@@ -383,6 +408,30 @@ impl From<payload::Error> for Rejection {
     }
 }
 
+/// Appends the answer for `answer` to `out`; `buffer` holds the request an id span points into.
+pub fn write_success(out: &mut Vec<u8>, answer: &Answer, buffer: &[u8], connection: Connection) {
+    const JSON: &str = "application/json";
+    let (Answer::Accepted(id) | Answer::Duplicate(id)) = answer else {
+        let (content_type, body) = match answer {
+            Answer::Metrics(text) => ("text/plain; version=0.0.4; charset=utf-8", text.as_bytes()),
+            _ => (JSON, br#"{"status":"ok"}"#.as_slice()),
+        };
+        return write_response(out, (200, "OK"), content_type, &[], body, connection);
+    };
+    // The id passed signature verification, so it is ASCII; the fallback is never sent.
+    let id = buffer
+        .get(id.clone())
+        .and_then(|id| std::str::from_utf8(id).ok())
+        .unwrap_or("");
+    let mut body = Vec::with_capacity(64 + id.len());
+    body.extend_from_slice(b"{\"status\":\"");
+    body.extend_from_slice(answer.outcome().label().as_bytes());
+    body.extend_from_slice(b"\",\"id\":\"");
+    write_json_escaped(&mut body, id);
+    body.extend_from_slice(b"\"}");
+    write_response(out, (200, "OK"), JSON, &[], &body, connection);
+}
+
 /// Appends the answer for `rejection` to `out`.
 pub fn write_rejection(out: &mut Vec<u8>, rejection: &Rejection, connection: Connection) {
     let (status, reason) = rejection.status();
@@ -398,7 +447,7 @@ pub fn write_rejection(out: &mut Vec<u8>, rejection: &Rejection, connection: Con
         _ => None,
     };
     let extra = header.as_slice();
-    write_answer(
+    write_response(
         out,
         (status, reason),
         "application/json",
@@ -409,7 +458,7 @@ pub fn write_rejection(out: &mut Vec<u8>, rejection: &Rejection, connection: Con
 }
 
 /// Appends a whole answer with a body to `out`.
-pub fn write_answer(
+fn write_response(
     out: &mut Vec<u8>,
     (status, reason): (u16, &str),
     content_type: &str,

@@ -8,7 +8,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::http::{self, BodyFraming, Head, LengthMissing, Method, Rejection};
+use crate::http::{self, Answer, BodyFraming, Head, LengthMissing, Method, Rejection};
 use crate::limits::COMMIT_WAIT_TIMEOUT;
 use crate::signature::{self, Secrets};
 use crate::store::{self, Pending, Replies, Reply, Store, Stored};
@@ -33,16 +33,6 @@ pub enum Route {
     Healthz,
     Readyz,
     Metrics,
-}
-
-/// A successful answer.
-pub enum Answer {
-    /// The event is committed (or was already); the id is at this span of the buffer.
-    Stored(Stored, Range<usize>),
-    /// A health endpoint's plain `{"status":"ok"}`.
-    Healthy,
-    /// The Prometheus text.
-    Metrics(String),
 }
 
 /// The buffer after the pipeline: back from the writer, or lost with a writer that did not
@@ -128,7 +118,10 @@ fn webhook(
     }
     match replies.1.recv_timeout(COMMIT_WAIT_TIMEOUT) {
         Ok(Reply { outcome, buffer }) => {
-            let answer = outcome.map(|stored| Answer::Stored(stored, id_span));
+            let answer = outcome.map(|stored| match stored {
+                Stored::Accepted => Answer::Accepted(id_span),
+                Stored::Duplicate => Answer::Duplicate(id_span),
+            });
             (answer.map_err(unavailable), Some(buffer))
         }
         Err(_) => (Err(unavailable(store::Error::Timeout)), None),
