@@ -11,14 +11,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::debug;
 use may::net::TcpStream;
-use may::sync::mpsc;
 
 use crate::http::{
     self, Answer, BodyFraming, Connection, Head, Malformed, Method, Oversized, Rejection,
 };
 use crate::limits::{BUFFERED_BYTES_MAX, CONNECTION_BUFFER_IDLE, HEAD_SIZE_MAX, WRITE_TIMEOUT};
-use crate::service::{self, Context};
-use crate::store::Replies;
+use crate::service::{self, Context, Request, Session};
 use crate::{admission, metrics};
 
 /// Longest chunk-size line (size, extensions, CRLF) accepted in a chunked body.
@@ -26,13 +24,13 @@ const CHUNK_LINE_MAX: usize = 1024;
 /// Free space made in the buffer before reading more of a request head.
 const HEAD_READ_SPACE: usize = 1024;
 
-struct Conn {
+struct Conn<'c> {
     stream: TcpStream,
     /// Allocated (and zeroed) bytes; `filled` of them hold unread request data.
     buffer: Vec<u8>,
     filled: usize,
     out: Vec<u8>,
-    replies: Replies,
+    session: Session<'c>,
     read_timeout: Option<Duration>,
     /// Time a request head and body get to arrive once its first byte has.
     request_timeout: Duration,
@@ -71,7 +69,7 @@ pub fn serve(stream: TcpStream, context: &Context) {
         buffer: vec![0; CONNECTION_BUFFER_IDLE],
         filled: 0,
         out: Vec::with_capacity(512),
-        replies: mpsc::channel(),
+        session: Session::new(context),
         read_timeout: None,
         request_timeout: context.request_timeout,
         idle_timeout: context.idle_timeout,
@@ -79,14 +77,14 @@ pub fn serve(stream: TcpStream, context: &Context) {
         reserved: 0,
         body_size_max: context.body_size_max,
     };
-    while let Connection::KeepAlive = conn.next_request(context) {
+    while let Connection::KeepAlive = conn.next_request() {
         conn.served = true;
     }
 }
 
-impl Conn {
+impl Conn<'_> {
     /// Reads, handles and answers one request.
-    fn next_request(&mut self, context: &Context) -> Connection {
+    fn next_request(&mut self) -> Connection {
         let (head, deadline) = match self.read_head() {
             Ok(read) => read,
             Err(ReadError::Gone) => return Connection::Close,
@@ -102,7 +100,7 @@ impl Conn {
             Connection::Close
         };
         let head_only = head.method == Method::Head;
-        let route = match service::precheck(&head, self.data(), context.body_size_max) {
+        let route = match service::precheck(&head, self.data(), self.body_size_max) {
             Ok(route) => route,
             Err(rejection) => return self.reject_early(&head, deadline, &rejection, keep_alive),
         };
@@ -116,16 +114,14 @@ impl Conn {
                 return self.reject(&rejection, Connection::Close, false);
             }
         };
-        let buffer = std::mem::take(&mut self.buffer);
-        let (answer, returned) = service::handle(
-            context,
+        let request = Request {
             route,
-            &head,
-            buffer,
+            head: &head,
+            buffer: std::mem::take(&mut self.buffer),
             body,
-            &self.replies,
-            now_secs(),
-        );
+            now_secs: now_secs(),
+        };
+        let (answer, returned) = self.session.handle(request);
         let Some(buffer) = returned else {
             // The writer still holds the buffer, so pipelined bytes are gone with it.
             return self.reject(&Rejection::Unavailable, Connection::Close, head_only);
@@ -378,7 +374,7 @@ impl Conn {
     }
 }
 
-impl Drop for Conn {
+impl Drop for Conn<'_> {
     fn drop(&mut self) {
         admission::release_bytes(self.reserved);
     }

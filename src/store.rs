@@ -66,14 +66,35 @@ pub enum Error {
     Timeout,
 }
 
-/// A writer's answer; `buffer` is the connection buffer the job carried.
-pub struct Reply {
-    pub outcome: Result<Stored, Error>,
-    pub buffer: Vec<u8>,
+/// The database answered a ping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pong;
+
+/// A writer's answer to one job.
+pub enum Reply {
+    /// An insert's outcome, with the connection buffer the job carried.
+    Insert {
+        outcome: Result<Stored, Error>,
+        buffer: Vec<u8>,
+    },
+    /// A ping's outcome.
+    Ping(Result<Pong, Error>),
 }
 
-/// A connection's channel for writer answers: the sender travels with each job.
-pub type Replies = (mpsc::Sender<Reply>, mpsc::Receiver<Reply>);
+/// A connection's channel for writer answers: a clone of `sender` travels with each job, the
+/// connection waits on `receiver`.
+pub struct Replies {
+    pub sender: mpsc::Sender<Reply>,
+    pub receiver: mpsc::Receiver<Reply>,
+}
+
+impl Default for Replies {
+    /// A new, empty channel.
+    fn default() -> Replies {
+        let (sender, receiver) = mpsc::channel();
+        Replies { sender, receiver }
+    }
+}
 
 /// Text of a row: a span of the job's buffer when the request bytes hold it verbatim.
 #[derive(Debug)]
@@ -282,14 +303,11 @@ impl Writer {
         let ping = match outcomes {
             Err(_) => Err(Error::Unavailable),
             Ok(_) if batch.inserts.is_empty() => self.ping(),
-            Ok(_) => Ok(Stored::Accepted),
+            Ok(_) => Ok(Pong),
         };
         for reply in batch.pings.drain(..) {
             // A requester that gave up waiting has dropped its receiver; nothing to do then.
-            let _ = reply.send(Reply {
-                outcome: ping,
-                buffer: Vec::new(),
-            });
+            let _ = reply.send(Reply::Ping(ping));
         }
         for (index, (buffer, _, reply)) in batch.inserts.drain(..).enumerate() {
             let outcome = match &outcomes {
@@ -300,7 +318,7 @@ impl Writer {
                 Err(error) => Err(*error),
             };
             // As above: a requester that timed out is gone.
-            let _ = reply.send(Reply { outcome, buffer });
+            let _ = reply.send(Reply::Insert { outcome, buffer });
         }
     }
 
@@ -337,12 +355,12 @@ impl Writer {
         }
     }
 
-    fn ping(&mut self) -> Result<Stored, Error> {
+    fn ping(&mut self) -> Result<Pong, Error> {
         let Some((client, _)) = self.connection.as_mut() else {
             return Err(Error::Unavailable);
         };
         match client.simple_query("SELECT 1") {
-            Ok(_) => Ok(Stored::Accepted),
+            Ok(_) => Ok(Pong),
             Err(error) => {
                 self.lose_connection(&error);
                 Err(Error::Unavailable)
