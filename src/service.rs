@@ -136,6 +136,7 @@ impl<'c> Session<'c> {
                 });
                 (answer.map_err(unavailable), Some(buffer))
             }
+            // A ping's reply cannot come here: `wait` renews the channel after a timeout.
             Some(Reply::Ping(_)) | None => (Err(unavailable(store::Error::Timeout)), None),
         }
     }
@@ -153,8 +154,14 @@ impl<'c> Session<'c> {
     }
 
     /// The writer's reply to the job just submitted, or `None` after `COMMIT_WAIT_TIMEOUT`.
+    /// After a timeout the channel is replaced, so the late reply cannot be taken for the
+    /// answer to a later request on this connection.
     fn wait(&mut self) -> Option<Reply> {
-        self.replies.receiver.recv_timeout(COMMIT_WAIT_TIMEOUT).ok()
+        let reply = self.replies.receiver.recv_timeout(COMMIT_WAIT_TIMEOUT).ok();
+        if reply.is_none() {
+            self.replies = Replies::default();
+        }
+        reply
     }
 }
 
@@ -190,6 +197,25 @@ fn unavailable(error: store::Error) -> Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_late_reply_never_answers_a_later_request() {
+        // Nothing answers the ping, so the wait times out.
+        let context = Context {
+            secrets: Secrets::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+            body_size_max: 100,
+            tolerance_secs: 300,
+            request_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            store: Store::unanswered(),
+        };
+        let mut session = Session::new(&context);
+        let late = session.replies.sender.clone();
+        assert_eq!(session.ready().unwrap_err().code(), "unavailable");
+        // The writer answers after the requester gave up; the reply must go nowhere.
+        let _ = late.send(Reply::Ping(Ok(Pong)));
+        assert!(session.replies.receiver.try_recv().is_err());
+    }
 
     #[track_caller]
     fn check(raw: &str, expected: Result<Route, &str>) {

@@ -583,6 +583,20 @@ pub fn pending_migrations(client: &mut Client) -> Result<usize, postgres::Error>
 }
 
 #[cfg(test)]
+impl Store {
+    /// A store whose jobs stay queued and are never answered, like writers that hang.
+    pub(crate) fn unanswered() -> Store {
+        let (jobs, receiver) = mpmc::channel();
+        // Kept open for the life of the test process, so sends succeed.
+        std::mem::forget(receiver);
+        Store {
+            jobs,
+            queued: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::{payload, transform};
