@@ -136,6 +136,12 @@ impl Pending {
     /// escapes, the `{}` default) are kept as owned text.
     pub fn new(row: &Row<'_>, buffer: &[u8]) -> Pending {
         let text = |value: &str| locate(value, buffer);
+        // Validation only passes codes of the ISO table; anything else would commit a wrong row.
+        assert!(
+            row.currency.len() == 3 && row.currency.is_ascii(),
+            "currency {:?} is not a three-letter code",
+            row.currency
+        );
         let mut currency = [b' '; 3];
         for (slot, byte) in currency.iter_mut().zip(row.currency.bytes()) {
             *slot = byte;
@@ -474,9 +480,10 @@ impl<'a> Columns<'a> {
             columns.actions.push(resolve(&row.action, buffer));
             columns.object_ids.push(resolve(&row.object_id, buffer));
             columns.amount_cents.push(row.amount_cents);
-            columns
-                .currencies
-                .push(std::str::from_utf8(&row.currency).unwrap_or(""));
+            let currency = std::str::from_utf8(&row.currency);
+            // `Pending::new` asserted ASCII, so this cannot fail.
+            assert!(currency.is_ok(), "currency bytes {:?}", row.currency);
+            columns.currencies.push(currency.unwrap_or_default());
             columns.amounts.push(row.amount.as_str());
             columns.metadata.push(resolve(&row.metadata, buffer));
             columns.provider_ts.push(row.provider_ts);
@@ -524,13 +531,18 @@ fn locate(value: &str, buffer: &[u8]) -> Text {
     }
 }
 
+/// The text `locate` recorded. A span that does not resolve means the buffer changed after
+/// `Pending::new`, a programmer error that would commit a wrong row: it stops the writer.
 fn resolve<'a>(text: &'a Text, buffer: &'a [u8]) -> &'a str {
     match text {
         // The span was taken from a `&str` into this very buffer, so it is valid UTF-8.
-        Text::Span(span) => buffer
-            .get(span.clone())
-            .and_then(|bytes| std::str::from_utf8(bytes).ok())
-            .unwrap_or(""),
+        Text::Span(span) => {
+            let text = buffer
+                .get(span.clone())
+                .and_then(|bytes| std::str::from_utf8(bytes).ok());
+            assert!(text.is_some(), "span {span:?} is not text of its buffer");
+            text.unwrap_or_default()
+        }
         Text::Owned(text) => text,
     }
 }
