@@ -12,9 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use log::debug;
 use may::net::TcpStream;
 
-use crate::http::{
-    self, Answer, BodyFraming, Connection, Head, Malformed, Method, Oversized, Rejection,
-};
+use crate::answer::{self, Answer, Connection, Malformed, Oversized, Rejection};
+use crate::http::{self, BodyFraming, Head, Method};
 use crate::limits::{BUFFERED_BYTES_MAX, CONNECTION_BUFFER_IDLE, HEAD_SIZE_MAX, WRITE_TIMEOUT};
 use crate::service::{self, Context, Request, Session};
 use crate::{admission, metrics};
@@ -175,13 +174,13 @@ impl Conn<'_> {
             connection
         };
         metrics::count(rejection.outcome());
-        http::write_rejection(&mut self.out, rejection, connection);
+        answer::write_rejection(&mut self.out, rejection, connection);
         self.flush(connection, head_only)
     }
 
     fn answer(&mut self, answer: &Answer, connection: Connection, head_only: bool) -> Connection {
         metrics::count(answer.outcome());
-        http::write_success(&mut self.out, answer, &self.buffer, connection);
+        answer::write_success(&mut self.out, answer, &self.buffer, connection);
         self.flush(connection, head_only)
     }
 

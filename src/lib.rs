@@ -6,7 +6,7 @@
 //! - shell (sockets, threads): `server` (accept loop) → `connection` (one coroutine per
 //!   connection: buffer, framing, deadlines) under `admission` (connection slots, byte budget,
 //!   shutdown);
-//! - protocol: `http` (request heads; every answer and rejection rendered);
+//! - protocol: `http` (request heads), `answer` (every success and rejection, and its bytes);
 //! - pipeline: `service` (routing, `Session`) → `signature` → `payload` (+ `jsonb` scans) →
 //!   `transform` (+ `currency`), all pure;
 //! - storage: `store` (the only SQL; writer threads, group commit);
@@ -14,6 +14,7 @@
 //!   `cli`, `localdb` (private cluster).
 
 pub mod admission;
+pub mod answer;
 pub mod cli;
 pub mod config;
 pub mod connection;

@@ -1,7 +1,7 @@
 //! Process-wide counters, rendered in the Prometheus text format on `GET /metrics`.
 //!
 //! Plain atomics: recording is a relaxed add on the hot path, no locks, no allocation. Request
-//! counters are indexed by `http::Outcome`, whose labels are the `error` and `status` strings a
+//! counters are indexed by `answer::Outcome`, whose labels are the `error` and `status` strings a
 //! client sees, so a dashboard keys on the same names.
 
 use std::fmt::Write as _;
@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::admission;
-use crate::http::Outcome;
+use crate::answer::Outcome;
 
 /// Upper bounds of the commit latency histogram, in seconds.
 const COMMIT_SECONDS_BUCKETS: [f64; 13] = [

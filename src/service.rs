@@ -8,7 +8,8 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::http::{self, Answer, BodyFraming, Head, LengthMissing, Method, Rejection};
+use crate::answer::{Answer, LengthMissing, Rejection};
+use crate::http::{self, BodyFraming, Head, Method};
 use crate::limits::COMMIT_WAIT_TIMEOUT;
 use crate::signature::{self, Secrets};
 use crate::store::{self, Pending, Pong, Replies, Reply, Store, Stored};
