@@ -31,16 +31,11 @@ struct Conn<'c> {
     out: Vec<u8>,
     session: Session<'c>,
     read_timeout: Option<Duration>,
-    /// Time a request head and body get to arrive once its first byte has.
-    request_timeout: Duration,
-    idle_timeout: Duration,
     /// Bytes of `buffer` beyond `CONNECTION_BUFFER_IDLE`, taken from the process-wide budget.
     reserved: usize,
     /// Whether a request was answered; until then an idle wait is bounded by
-    /// `request_timeout`, so silent connections cannot hold slots for the idle timeout.
+    /// the request timeout, so silent connections cannot hold slots for the idle timeout.
     served: bool,
-    /// No body longer than this is read, whatever answer it would get.
-    body_size_max: usize,
 }
 
 /// A body read into the buffer: where its bytes are, and where the request ended on the wire
@@ -70,18 +65,20 @@ pub fn serve(stream: TcpStream, context: &Context) {
         out: Vec::with_capacity(512),
         session: Session::new(context),
         read_timeout: None,
-        request_timeout: context.request_timeout,
-        idle_timeout: context.idle_timeout,
         served: false,
         reserved: 0,
-        body_size_max: context.body_size_max,
     };
     while let Connection::KeepAlive = conn.next_request() {
         conn.served = true;
     }
 }
 
-impl Conn<'_> {
+impl<'c> Conn<'c> {
+    /// The settings this connection works under.
+    fn context(&self) -> &'c Context {
+        self.session.context()
+    }
+
     /// Reads, handles and answers one request.
     fn next_request(&mut self) -> Connection {
         let (head, deadline) = match self.read_head() {
@@ -99,7 +96,7 @@ impl Conn<'_> {
             Connection::Close
         };
         let head_only = head.method == Method::Head;
-        let route = match service::precheck(&head, self.data(), self.body_size_max) {
+        let route = match service::precheck(&head, self.data(), self.context().body_size_max) {
             Ok(route) => route,
             Err(rejection) => return self.reject_early(&head, deadline, &rejection, keep_alive),
         };
@@ -213,8 +210,8 @@ impl Conn<'_> {
         let mut deadline = None;
         loop {
             if self.filled > 0 {
-                let deadline =
-                    *deadline.get_or_insert_with(|| Instant::now() + self.request_timeout);
+                let deadline = *deadline
+                    .get_or_insert_with(|| Instant::now() + self.context().request_timeout);
                 match http::parse_head(self.data()) {
                     Ok(Some(head)) => return Ok((head, deadline)),
                     Ok(None) => {}
@@ -234,7 +231,8 @@ impl Conn<'_> {
             BodyFraming::Chunked => return self.read_chunked(head.len, deadline),
             BodyFraming::None => 0,
         };
-        if length > self.body_size_max {
+        // No body longer than the limit is read, whatever answer it would get.
+        if length > self.context().body_size_max {
             return Err(ReadError::Reject(Rejection::PayloadTooLarge));
         }
         let end = head.len.saturating_add(length);
@@ -270,7 +268,7 @@ impl Conn<'_> {
                 break;
             }
             let size = match usize::try_from(size) {
-                Ok(size) if decoded - start + size <= self.body_size_max => size,
+                Ok(size) if decoded - start + size <= self.context().body_size_max => size,
                 _ => return reject(Rejection::PayloadTooLarge),
             };
             while self.filled < raw + size + 2 {
@@ -315,8 +313,11 @@ impl Conn<'_> {
     fn fill(&mut self, deadline: Option<Instant>, want: usize) -> Result<(), ReadError> {
         let timeout = match deadline {
             Some(deadline) => deadline.saturating_duration_since(Instant::now()),
-            None if self.served => self.idle_timeout,
-            None => self.request_timeout.min(self.idle_timeout),
+            None if self.served => self.context().idle_timeout,
+            None => self
+                .context()
+                .request_timeout
+                .min(self.context().idle_timeout),
         };
         if timeout.is_zero() {
             return Err(ReadError::Reject(Rejection::RequestTimeout));

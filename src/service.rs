@@ -104,6 +104,11 @@ impl<'c> Session<'c> {
         }
     }
 
+    /// The limits and settings the connection works under.
+    pub fn context(&self) -> &'c Context {
+        self.context
+    }
+
     /// Runs the request's route.
     pub fn handle(&mut self, request: Request<'_>) -> (Result<Answer, Rejection>, Returned) {
         match request.route {
