@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{self, Config, VARIABLES};
+use crate::config::{self, Accepts, Config, VARIABLES};
 use crate::db_error;
 use crate::limits::BODY_SIZE_MAX;
 use crate::secret;
@@ -26,14 +26,18 @@ pub fn help() -> String {
          hooksink --help | --version\n\nENVIRONMENT:\n",
         env!("CARGO_PKG_VERSION")
     );
-    for (name, default, meaning) in VARIABLES {
-        text.push_str(&format!("  {name:<26}{meaning} (default: {default})\n"));
+    for variable in VARIABLES {
+        let range = match variable.accepts {
+            Accepts::Range { min, max } => format!(", {min}..={max}"),
+            Accepts::Address | Accepts::Text => String::new(),
+        };
+        text.push_str(&format!(
+            "  {:<26}{}{range} (default: {})\n",
+            variable.name, variable.meaning, variable.default
+        ));
     }
     text
 }
-
-/// The variable `sign` takes its secret from, as the server does.
-const SECRET_VARIABLE: &str = "WEBHOOK_SECRET";
 
 /// The one-line usage of `hooksink sign`.
 const SIGN_USAGE: &str = "usage: hooksink sign [--id ID] [--timestamp SECS] < body";
@@ -68,8 +72,8 @@ pub fn sign(args: &[String]) -> ExitCode {
         }
     }
     // Worded as the server words it: the same condition gets the same message.
-    let Ok(secret) = std::env::var(SECRET_VARIABLE) else {
-        return fail(&config::Error::Missing(SECRET_VARIABLE).to_string());
+    let Ok(secret) = std::env::var(config::WEBHOOK_SECRET.name) else {
+        return fail(&config::Error::Missing(&config::WEBHOOK_SECRET).to_string());
     };
     let secrets = match signature::Secrets::parse(&secret) {
         Ok(secrets) => secrets,

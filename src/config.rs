@@ -1,84 +1,162 @@
 //! Configuration from the environment, validated once at start-up.
 //!
-//! `Config::from_lookup` takes the environment as a function so tests can pass a table; every
-//! error names the variable and the accepted range, and never echoes a secret.
+//! Each variable is one `Variable` row (name, default, range, meaning) listed in `VARIABLES`;
+//! parsing, error messages, `hooksink --help` and the README check all read that row, so adding
+//! a variable means adding a row and the `Config` field it fills. `Config::from_lookup` takes
+//! the environment as a function so tests can pass a table; every error names the variable and
+//! the accepted range, and never echoes a secret.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::limits::{
-    BODY_SIZE_DEFAULT, BODY_SIZE_MAX, CONNECTIONS_DEFAULT, CONNECTIONS_MAX,
-    KEEP_ALIVE_IDLE_TIMEOUT_DEFAULT, KEEP_ALIVE_IDLE_TIMEOUT_MAX, REQUEST_READ_TIMEOUT_DEFAULT,
-    REQUEST_READ_TIMEOUT_MAX, TIMESTAMP_SKEW_SECS_DEFAULT, TIMESTAMP_SKEW_SECS_MAX,
+    BODY_SIZE_DEFAULT, BODY_SIZE_MAX, BODY_SIZE_MIN, CONNECTIONS_DEFAULT, CONNECTIONS_MAX,
+    DB_WRITERS_DEFAULT, DB_WRITERS_MAX, KEEP_ALIVE_IDLE_TIMEOUT_DEFAULT,
+    KEEP_ALIVE_IDLE_TIMEOUT_MAX, REQUEST_READ_TIMEOUT_DEFAULT, REQUEST_READ_TIMEOUT_MAX,
+    TIMESTAMP_SKEW_SECS_DEFAULT, TIMESTAMP_SKEW_SECS_MAX, WORKERS_MAX,
 };
 use crate::signature::{SecretError, Secrets};
 
-/// Most HTTP worker threads `WORKERS` may ask for.
-pub const WORKERS_MAX: usize = 256;
-/// Most writer threads (each holds one PostgreSQL connection) `DB_WRITERS` may ask for.
-pub const DB_WRITERS_MAX: usize = 64;
-/// Writer threads when `DB_WRITERS` is unset; chosen by measurement, see loadtest/README.md.
-pub const DB_WRITERS_DEFAULT: usize = 2;
+/// One environment variable: the single statement of its name, default, range and meaning,
+/// read by parsing, error messages, `hooksink --help` and the README check.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Variable {
+    pub name: &'static str,
+    /// What applies when the variable is unset.
+    pub default: Value,
+    /// What a set value must be.
+    pub accepts: Accepts,
+    /// One line for `--help`.
+    pub meaning: &'static str,
+}
 
-/// The variables `hooksink --help` lists: name, default, meaning.
-pub const VARIABLES: &[(&str, &str, &str)] = &[
-    (
-        "DATABASE_URL",
-        "(private cluster)",
-        "PostgreSQL URL; unset: start a private cluster in ./.hooksink/pgdata",
-    ),
-    (
-        "LISTEN_ADDR",
-        "0.0.0.0:3000",
-        "address and port to listen on",
-    ),
-    (
-        "WEBHOOK_SECRET",
-        "(required)",
-        "whsec_<base64> secrets, space or comma separated (rotation)",
-    ),
-    ("WORKERS", "CPU count", "HTTP worker threads, 1..=256"),
-    (
-        "DB_WRITERS",
-        "2",
-        "database writer threads and connections, 1..=64",
-    ),
-    (
-        "MAX_BODY_BYTES",
-        "65536",
-        "largest accepted body, 1024..=1048576",
-    ),
-    (
-        "SIGNATURE_TOLERANCE_SECS",
-        "300",
-        "accepted clock skew of webhook-timestamp, 1..=86400",
-    ),
-    (
-        "REQUEST_TIMEOUT_SECS",
-        "10",
-        "time a request head and body get to arrive (else 408), 1..=300",
-    ),
-    (
-        "IDLE_TIMEOUT_SECS",
-        "60",
-        "time an idle keep-alive connection stays open, 1..=3600",
-    ),
-    (
-        "MAX_CONNECTIONS",
-        "10000",
-        "open connections; more are closed at once, 1..=100000",
-    ),
-    (
-        "RUST_LOG",
-        "info",
-        "log filter: error, warn, info, debug, trace",
-    ),
-    (
-        "LOG_FORMAT",
-        "plain",
-        "plain, or json for one JSON object per line",
-    ),
+/// A default: a number, or a phrase for one that is computed or absent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Value {
+    Number(u64),
+    Text(&'static str),
+}
+
+/// The values a variable accepts.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Accepts {
+    /// A whole number in `min..=max`.
+    Range { min: u64, max: u64 },
+    /// `host:port`.
+    Address,
+    /// Text, checked by its own parser (secrets) or by the library that reads it.
+    Text,
+}
+
+pub static DATABASE_URL: Variable = Variable {
+    name: "DATABASE_URL",
+    default: Value::Text("(private cluster)"),
+    accepts: Accepts::Text,
+    meaning: "PostgreSQL URL; unset: start a private cluster in ./.hooksink/pgdata",
+};
+pub static LISTEN_ADDR: Variable = Variable {
+    name: "LISTEN_ADDR",
+    default: Value::Text("0.0.0.0:3000"),
+    accepts: Accepts::Address,
+    meaning: "address and port to listen on",
+};
+pub static WEBHOOK_SECRET: Variable = Variable {
+    name: "WEBHOOK_SECRET",
+    default: Value::Text("(required)"),
+    accepts: Accepts::Text,
+    meaning: "whsec_<base64> secrets, space or comma separated (rotation)",
+};
+pub static WORKERS: Variable = Variable {
+    name: "WORKERS",
+    default: Value::Text("CPU count"),
+    accepts: Accepts::Range {
+        min: 1,
+        max: WORKERS_MAX as u64,
+    },
+    meaning: "HTTP worker threads",
+};
+pub static DB_WRITERS: Variable = Variable {
+    name: "DB_WRITERS",
+    default: Value::Number(DB_WRITERS_DEFAULT as u64),
+    accepts: Accepts::Range {
+        min: 1,
+        max: DB_WRITERS_MAX as u64,
+    },
+    meaning: "database writer threads and connections",
+};
+pub static MAX_BODY_BYTES: Variable = Variable {
+    name: "MAX_BODY_BYTES",
+    default: Value::Number(BODY_SIZE_DEFAULT as u64),
+    accepts: Accepts::Range {
+        min: BODY_SIZE_MIN as u64,
+        max: BODY_SIZE_MAX as u64,
+    },
+    meaning: "largest accepted body",
+};
+pub static SIGNATURE_TOLERANCE_SECS: Variable = Variable {
+    name: "SIGNATURE_TOLERANCE_SECS",
+    default: Value::Number(TIMESTAMP_SKEW_SECS_DEFAULT as u64),
+    accepts: Accepts::Range {
+        min: 1,
+        max: TIMESTAMP_SKEW_SECS_MAX as u64,
+    },
+    meaning: "accepted clock skew of webhook-timestamp",
+};
+pub static REQUEST_TIMEOUT_SECS: Variable = Variable {
+    name: "REQUEST_TIMEOUT_SECS",
+    default: Value::Number(REQUEST_READ_TIMEOUT_DEFAULT.as_secs()),
+    accepts: Accepts::Range {
+        min: 1,
+        max: REQUEST_READ_TIMEOUT_MAX.as_secs(),
+    },
+    meaning: "time a request head and body get to arrive (else 408)",
+};
+pub static IDLE_TIMEOUT_SECS: Variable = Variable {
+    name: "IDLE_TIMEOUT_SECS",
+    default: Value::Number(KEEP_ALIVE_IDLE_TIMEOUT_DEFAULT.as_secs()),
+    accepts: Accepts::Range {
+        min: 1,
+        max: KEEP_ALIVE_IDLE_TIMEOUT_MAX.as_secs(),
+    },
+    meaning: "time an idle keep-alive connection stays open",
+};
+pub static MAX_CONNECTIONS: Variable = Variable {
+    name: "MAX_CONNECTIONS",
+    default: Value::Number(CONNECTIONS_DEFAULT as u64),
+    accepts: Accepts::Range {
+        min: 1,
+        max: CONNECTIONS_MAX as u64,
+    },
+    meaning: "open connections; more are closed at once",
+};
+pub static RUST_LOG: Variable = Variable {
+    name: "RUST_LOG",
+    default: Value::Text("info"),
+    accepts: Accepts::Text,
+    meaning: "log filter: error, warn, info, debug, trace",
+};
+pub static LOG_FORMAT: Variable = Variable {
+    name: "LOG_FORMAT",
+    default: Value::Text("plain"),
+    accepts: Accepts::Text,
+    meaning: "plain, or json for one JSON object per line",
+};
+
+/// Every variable, in the order `hooksink --help` lists them.
+pub static VARIABLES: &[&Variable] = &[
+    &DATABASE_URL,
+    &LISTEN_ADDR,
+    &WEBHOOK_SECRET,
+    &WORKERS,
+    &DB_WRITERS,
+    &MAX_BODY_BYTES,
+    &SIGNATURE_TOLERANCE_SECS,
+    &REQUEST_TIMEOUT_SECS,
+    &IDLE_TIMEOUT_SECS,
+    &MAX_CONNECTIONS,
+    &RUST_LOG,
+    &LOG_FORMAT,
 ];
 
 /// The validated configuration.
@@ -101,68 +179,29 @@ pub struct Config {
 /// A variable that could not be used.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Error {
-    Missing(&'static str),
-    Invalid {
-        name: &'static str,
-        expected: &'static str,
-    },
+    Missing(&'static Variable),
+    /// Set, but not what `Variable::accepts` says.
+    Invalid(&'static Variable),
     Secret(SecretError),
 }
 
 impl Config {
     /// Reads every variable through `lookup` (normally `std::env::var`).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
-        let secret = lookup("WEBHOOK_SECRET").ok_or(Error::Missing("WEBHOOK_SECRET"))?;
+        let secret = lookup(WEBHOOK_SECRET.name).ok_or(Error::Missing(&WEBHOOK_SECRET))?;
         let secrets = Secrets::parse(&secret).map_err(Error::Secret)?;
-        let listen = lookup("LISTEN_ADDR").unwrap_or_else(|| "0.0.0.0:3000".to_owned());
-        let listen_addr = listen
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or(Error::Invalid {
-                name: "LISTEN_ADDR",
-                expected: "host:port, e.g. 0.0.0.0:3000",
-            })?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Config {
-            database_url: lookup("DATABASE_URL").filter(|url| !url.trim().is_empty()),
-            listen_addr,
+            database_url: lookup(DATABASE_URL.name).filter(|url| !url.trim().is_empty()),
+            listen_addr: LISTEN_ADDR.address(&lookup)?,
             secrets,
-            workers: number(&lookup, "WORKERS", cpus, 1, WORKERS_MAX)?,
-            db_writers: number(&lookup, "DB_WRITERS", DB_WRITERS_DEFAULT, 1, DB_WRITERS_MAX)?,
-            body_size_max: number(
-                &lookup,
-                "MAX_BODY_BYTES",
-                BODY_SIZE_DEFAULT,
-                1024,
-                BODY_SIZE_MAX,
-            )?,
-            tolerance_secs: number(
-                &lookup,
-                "SIGNATURE_TOLERANCE_SECS",
-                TIMESTAMP_SKEW_SECS_DEFAULT,
-                1,
-                TIMESTAMP_SKEW_SECS_MAX,
-            )?,
-            request_timeout: seconds(
-                &lookup,
-                "REQUEST_TIMEOUT_SECS",
-                REQUEST_READ_TIMEOUT_DEFAULT,
-                REQUEST_READ_TIMEOUT_MAX,
-            )?,
-            idle_timeout: seconds(
-                &lookup,
-                "IDLE_TIMEOUT_SECS",
-                KEEP_ALIVE_IDLE_TIMEOUT_DEFAULT,
-                KEEP_ALIVE_IDLE_TIMEOUT_MAX,
-            )?,
-            connections_max: number(
-                &lookup,
-                "MAX_CONNECTIONS",
-                CONNECTIONS_DEFAULT,
-                1,
-                CONNECTIONS_MAX,
-            )?,
+            workers: WORKERS.number_or(&lookup, cpus as u64)?,
+            db_writers: DB_WRITERS.number(&lookup)?,
+            body_size_max: MAX_BODY_BYTES.number(&lookup)?,
+            tolerance_secs: SIGNATURE_TOLERANCE_SECS.number(&lookup)?,
+            request_timeout: Duration::from_secs(REQUEST_TIMEOUT_SECS.number(&lookup)?),
+            idle_timeout: Duration::from_secs(IDLE_TIMEOUT_SECS.number(&lookup)?),
+            connections_max: MAX_CONNECTIONS.number(&lookup)?,
         })
     }
 
@@ -191,53 +230,83 @@ impl Config {
     }
 }
 
-impl fmt::Display for Error {
+impl Variable {
+    /// The whole number set in this variable, or its `Value::Number` default.
+    fn number<T: TryFrom<u64>>(
+        &'static self,
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> Result<T, Error> {
+        let Value::Number(default) = self.default else {
+            unreachable!("{} has no numeric default", self.name);
+        };
+        self.number_or(lookup, default)
+    }
+
+    /// The whole number set in this variable, or `default` (one computed at start-up).
+    fn number_or<T: TryFrom<u64>>(
+        &'static self,
+        lookup: &impl Fn(&str) -> Option<String>,
+        default: u64,
+    ) -> Result<T, Error> {
+        let Accepts::Range { min, max } = self.accepts else {
+            unreachable!("{} is not a number", self.name);
+        };
+        let value = match lookup(self.name) {
+            None => default,
+            Some(text) => match text.trim().parse::<u64>() {
+                Ok(value) if (min..=max).contains(&value) => value,
+                _ => return Err(Error::Invalid(self)),
+            },
+        };
+        T::try_from(value).map_err(|_| Error::Invalid(self))
+    }
+
+    /// The socket address set in this variable, or its default.
+    fn address(
+        &'static self,
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> Result<SocketAddr, Error> {
+        let Value::Text(default) = self.default else {
+            unreachable!("{} has no address default", self.name);
+        };
+        let text = lookup(self.name).unwrap_or_else(|| default.to_owned());
+        text.to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or(Error::Invalid(self))
+    }
+}
+
+impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Missing(name) => write!(f, "{name} is not set"),
-            Error::Invalid { name, expected } => write!(f, "{name} must be {expected}"),
-            Error::Secret(error) => write!(f, "{error}"),
+            Value::Number(number) => write!(f, "{number}"),
+            Value::Text(text) => f.write_str(text),
         }
     }
 }
 
-fn number<T: std::str::FromStr + PartialOrd + Copy>(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: T,
-    min: T,
-    max: T,
-) -> Result<T, Error> {
-    let Some(text) = lookup(name) else {
-        return Ok(default);
-    };
-    let expected = range_text(name);
-    match text.trim().parse::<T>() {
-        Ok(value) if value >= min && value <= max => Ok(value),
-        _ => Err(Error::Invalid { name, expected }),
-    }
-}
-
-/// A whole number of seconds in 1..=`max`, as a `Duration`.
-fn seconds(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: Duration,
-    max: Duration,
-) -> Result<Duration, Error> {
-    number(lookup, name, default.as_secs(), 1, max.as_secs()).map(Duration::from_secs)
-}
-
-fn range_text(name: &str) -> &'static str {
-    match name {
-        "WORKERS" => "a whole number in 1..=256",
-        "DB_WRITERS" => "a whole number in 1..=64",
-        "MAX_BODY_BYTES" => "a whole number in 1024..=1048576",
-        "SIGNATURE_TOLERANCE_SECS" => "a whole number in 1..=86400",
-        "REQUEST_TIMEOUT_SECS" => "a whole number in 1..=300",
-        "IDLE_TIMEOUT_SECS" => "a whole number in 1..=3600",
-        "MAX_CONNECTIONS" => "a whole number in 1..=100000",
-        _ => "a whole number in range",
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Missing(variable) => write!(f, "{} is not set", variable.name),
+            Error::Invalid(variable) => match variable.accepts {
+                Accepts::Range { min, max } => {
+                    write!(
+                        f,
+                        "{} must be a whole number in {min}..={max}",
+                        variable.name
+                    )
+                }
+                Accepts::Address => write!(
+                    f,
+                    "{} must be host:port, e.g. {}",
+                    variable.name, variable.default
+                ),
+                Accepts::Text => write!(f, "{} is not usable", variable.name),
+            },
+            Error::Secret(error) => write!(f, "{error}"),
+        }
     }
 }
 
@@ -346,6 +415,41 @@ mod tests {
             &[s, ("LISTEN_ADDR", "nowhere")],
             Err("LISTEN_ADDR must be host:port, e.g. 0.0.0.0:3000"),
         );
+    }
+
+    /// The README's configuration table: one row per variable, with its default and range.
+    #[test]
+    fn readme_lists_every_variable_and_only_those() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("## Configuration")
+            .nth(1)
+            .and_then(|section| section.split("\n## ").next())
+            .unwrap();
+        let rows: Vec<(&str, &str, &str)> = table
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .map(|row| {
+                let (name, rest) = row.split_once('`').unwrap();
+                let cells: Vec<&str> = rest.split('|').map(str::trim).collect();
+                (name, cells[1], cells[2])
+            })
+            .collect();
+        let mut listed: Vec<&str> = rows.iter().map(|(name, _, _)| *name).collect();
+        let mut known: Vec<&str> = VARIABLES.iter().map(|variable| variable.name).collect();
+        listed.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(listed, known, "README.md configuration table");
+        for (name, default, bound) in rows {
+            let variable = VARIABLES.iter().find(|v| v.name == name).unwrap();
+            if let Value::Number(number) = variable.default {
+                assert_eq!(default, number.to_string(), "README default of {name}");
+            }
+            if let Accepts::Range { min, max } = variable.accepts {
+                let range = format!("{min}..={max}");
+                assert!(bound.starts_with(&range), "README bound of {name}: {bound}");
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! `HOOKSINK_FUZZ_ITERATIONS=2000000 cargo test --lib fuzz -- --nocapture`.
 //! `HOOKSINK_FUZZ_SEED` replays a run.
 
-use crate::http::{self, Rejection};
+use crate::answer::Rejection;
+use crate::http;
 use crate::{payload, transform};
 
 const ITERATIONS_DEFAULT: u64 = 20_000;

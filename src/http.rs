@@ -1,15 +1,13 @@
-//! HTTP/1.1 request heads and answers: the protocol, without sockets.
+//! HTTP/1.1 request heads: the protocol's input side, without sockets.
 //!
 //! `parse_head` turns the bytes of a request head into a `Head` that records *where* the
 //! interesting values sit in the connection buffer (spans, not copies), so the body can be read
-//! into the same buffer afterwards. Every request failure is a `Rejection`, one variant per row of
-//! the contract's answers table, written by `write_rejection`; no generic 500 exists.
+//! into the same buffer afterwards. What goes back is in `answer`.
 
-use std::io::Write;
 use std::ops::Range;
 
-use crate::limits::{HEAD_SIZE_MAX, HEADERS_COUNT_MAX, RETRY_AFTER_SECS};
-use crate::{payload, signature};
+use crate::answer::{Malformed, Oversized, Rejection};
+use crate::limits::{HEAD_SIZE_MAX, HEADERS_COUNT_MAX};
 
 /// A byte range of the connection buffer.
 pub type Span = Range<usize>;
@@ -50,32 +48,6 @@ pub enum BodyFraming {
     Chunked,
 }
 
-/// Every answer that is not a success, one per row of the contract's answers table plus the
-/// protocol-level ones. `code()` is also the metrics label.
-#[derive(Debug)]
-pub enum Rejection {
-    NotFound,
-    MethodNotAllowed { allow: &'static str },
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    InvalidSignature(signature::Error),
-    InvalidJson(payload::SyntaxError),
-    ValidationFailed(payload::Error),
-    Unavailable,
-    LengthRequired(&'static str),
-    BadRequest(&'static str),
-    HeadTooLarge(&'static str),
-    RequestTimeout,
-    ExpectationFailed,
-}
-
-/// Whether the connection may carry another request after an answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Connection {
-    KeepAlive,
-    Close,
-}
-
 /// Parses a request head from the start of `bytes`. `Ok(None)` means more bytes are needed.
 pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Rejection> {
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_COUNT_MAX];
@@ -83,20 +55,16 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Rejection> {
     let len = match request.parse(bytes) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if bytes.len() >= HEAD_SIZE_MAX => {
-            return Err(Rejection::HeadTooLarge(
-                "request head larger than 8192 bytes",
-            ));
+            return Err(Rejection::HeadTooLarge(Oversized::Head));
         }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(Rejection::HeadTooLarge("more than 32 request headers"));
+            return Err(Rejection::HeadTooLarge(Oversized::HeaderCount));
         }
-        Err(error) => return Err(Rejection::BadRequest(parse_error_message(error))),
+        Err(error) => return Err(Rejection::BadRequest(Malformed::Head(error))),
     };
     if len > HEAD_SIZE_MAX {
-        return Err(Rejection::HeadTooLarge(
-            "request head larger than 8192 bytes",
-        ));
+        return Err(Rejection::HeadTooLarge(Oversized::Head));
     }
     let base = bytes.as_ptr() as usize;
     let span_of = |text: &[u8]| {
@@ -136,14 +104,12 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Rejection> {
         if name.eq_ignore_ascii_case("content-length") {
             let parsed = parse_content_length(value)?;
             if content_length.is_some_and(|seen| seen != parsed) {
-                return Err(Rejection::BadRequest("conflicting content-length headers"));
+                return Err(Rejection::BadRequest(Malformed::ConflictingContentLengths));
             }
             content_length = Some(parsed);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             if transfer_encoding.is_some() {
-                return Err(Rejection::BadRequest(
-                    "more than one transfer-encoding header",
-                ));
+                return Err(Rejection::BadRequest(Malformed::TransferEncodings));
             }
             transfer_encoding = Some(value);
         } else if name.eq_ignore_ascii_case("content-type") {
@@ -165,16 +131,12 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Rejection> {
     }
     head.body = match (content_length, transfer_encoding) {
         (Some(_), Some(_)) => {
-            return Err(Rejection::BadRequest(
-                "content-length together with transfer-encoding",
-            ));
+            return Err(Rejection::BadRequest(Malformed::LengthWithTransferEncoding));
         }
         (Some(length), None) => BodyFraming::Length(length),
         (None, Some(coding)) if is_chunked(coding) => BodyFraming::Chunked,
         (None, Some(_)) => {
-            return Err(Rejection::BadRequest(
-                "transfer-encoding other than chunked",
-            ));
+            return Err(Rejection::BadRequest(Malformed::TransferCodingNotChunked));
         }
         (None, None) => BodyFraming::None,
     };
@@ -189,193 +151,10 @@ pub fn is_json_media_type(value: &[u8]) -> bool {
         .eq_ignore_ascii_case(b"application/json")
 }
 
-impl Rejection {
-    /// HTTP status code and reason phrase.
-    pub fn status(&self) -> (u16, &'static str) {
-        match self {
-            Rejection::NotFound => (404, "Not Found"),
-            Rejection::MethodNotAllowed { .. } => (405, "Method Not Allowed"),
-            Rejection::PayloadTooLarge => (413, "Payload Too Large"),
-            Rejection::UnsupportedMediaType => (415, "Unsupported Media Type"),
-            Rejection::InvalidSignature(_) => (401, "Unauthorized"),
-            Rejection::InvalidJson(_) => (400, "Bad Request"),
-            Rejection::ValidationFailed(_) => (422, "Unprocessable Content"),
-            Rejection::Unavailable => (503, "Service Unavailable"),
-            Rejection::LengthRequired(_) => (411, "Length Required"),
-            Rejection::BadRequest(_) => (400, "Bad Request"),
-            Rejection::HeadTooLarge(_) => (431, "Request Header Fields Too Large"),
-            Rejection::RequestTimeout => (408, "Request Timeout"),
-            Rejection::ExpectationFailed => (417, "Expectation Failed"),
-        }
-    }
-
-    /// Stable machine-readable code, sent as `error` and used as the metrics label.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Rejection::NotFound => "not_found",
-            Rejection::MethodNotAllowed { .. } => "method_not_allowed",
-            Rejection::PayloadTooLarge => "payload_too_large",
-            Rejection::UnsupportedMediaType => "unsupported_media_type",
-            Rejection::InvalidSignature(_) => "invalid_signature",
-            Rejection::InvalidJson(_) => "invalid_json",
-            Rejection::ValidationFailed(_) => "validation_failed",
-            Rejection::Unavailable => "unavailable",
-            Rejection::LengthRequired(_) => "length_required",
-            Rejection::BadRequest(_) => "bad_request",
-            Rejection::HeadTooLarge(_) => "header_too_large",
-            Rejection::RequestTimeout => "request_timeout",
-            Rejection::ExpectationFailed => "expectation_failed",
-        }
-    }
-
-    /// Protocol-level failures leave the byte stream in an unknown state: close after answering.
-    pub fn closes_connection(&self) -> bool {
-        matches!(
-            self,
-            Rejection::BadRequest(_)
-                | Rejection::HeadTooLarge(_)
-                | Rejection::RequestTimeout
-                | Rejection::ExpectationFailed
-                | Rejection::PayloadTooLarge
-                | Rejection::LengthRequired(_)
-        )
-    }
-
-    fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"error\":\"");
-        out.extend_from_slice(self.code().as_bytes());
-        out.push(b'"');
-        match self {
-            Rejection::ValidationFailed(error) => {
-                out.extend_from_slice(b",\"field\":\"");
-                out.extend_from_slice(error.field.as_bytes());
-                out.push(b'"');
-                write_message(out, format_args!("{error}"));
-            }
-            Rejection::InvalidSignature(error) => write_message(out, format_args!("{error}")),
-            Rejection::InvalidJson(error) => write_message(out, format_args!("{error}")),
-            Rejection::LengthRequired(message)
-            | Rejection::BadRequest(message)
-            | Rejection::HeadTooLarge(message) => write_message(out, format_args!("{message}")),
-            Rejection::NotFound
-            | Rejection::PayloadTooLarge
-            | Rejection::MethodNotAllowed { .. }
-            | Rejection::UnsupportedMediaType
-            | Rejection::Unavailable
-            | Rejection::RequestTimeout => {}
-            Rejection::ExpectationFailed => {
-                write_message(out, format_args!("only expect: 100-continue is understood"));
-            }
-        }
-        out.push(b'}');
-    }
-}
-
-impl From<signature::Error> for Rejection {
-    #[cold]
-    fn from(error: signature::Error) -> Rejection {
-        Rejection::InvalidSignature(error)
-    }
-}
-
-impl From<payload::SyntaxError> for Rejection {
-    #[cold]
-    fn from(error: payload::SyntaxError) -> Rejection {
-        Rejection::InvalidJson(error)
-    }
-}
-
-impl From<payload::Error> for Rejection {
-    #[cold]
-    fn from(error: payload::Error) -> Rejection {
-        Rejection::ValidationFailed(error)
-    }
-}
-
-/// Appends the answer for `rejection` to `out`.
-pub fn write_rejection(out: &mut Vec<u8>, rejection: &Rejection, connection: Connection) {
-    let (status, reason) = rejection.status();
-    let mut body = Vec::with_capacity(128);
-    rejection.write_json(&mut body);
-    let retry_after;
-    let header = match rejection {
-        Rejection::Unavailable => {
-            retry_after = RETRY_AFTER_SECS.to_string();
-            Some(("retry-after", retry_after.as_str()))
-        }
-        Rejection::MethodNotAllowed { allow } => Some(("allow", *allow)),
-        _ => None,
-    };
-    let extra = header.as_slice();
-    write_answer(
-        out,
-        (status, reason),
-        "application/json",
-        extra,
-        &body,
-        connection,
-    );
-}
-
-/// Appends a whole answer with a body to `out`.
-pub fn write_answer(
-    out: &mut Vec<u8>,
-    (status, reason): (u16, &str),
-    content_type: &str,
-    extra_headers: &[(&str, &str)],
-    body: &[u8],
-    connection: Connection,
-) {
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
-    let _ = write!(out, "content-type: {content_type}\r\n");
-    let _ = write!(out, "content-length: {}\r\n", body.len());
-    for (name, value) in extra_headers {
-        let _ = write!(out, "{name}: {value}\r\n");
-    }
-    match connection {
-        Connection::KeepAlive => out.extend_from_slice(b"connection: keep-alive\r\n\r\n"),
-        Connection::Close => out.extend_from_slice(b"connection: close\r\n\r\n"),
-    }
-    out.extend_from_slice(body);
-}
-
-/// Appends `s` to `out` as the inside of a JSON string.
-pub fn write_json_escaped(out: &mut Vec<u8>, s: &str) {
-    for &byte in s.as_bytes() {
-        match byte {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..=0x1f => {
-                // Writing into a Vec cannot fail.
-                let _ = write!(out, "\\u{byte:04x}");
-            }
-            _ => out.push(byte),
-        }
-    }
-}
-
-fn write_message(out: &mut Vec<u8>, message: std::fmt::Arguments<'_>) {
-    struct Escaper<'a>(&'a mut Vec<u8>);
-    impl std::fmt::Write for Escaper<'_> {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            write_json_escaped(self.0, s);
-            Ok(())
-        }
-    }
-    out.extend_from_slice(b",\"message\":\"");
-    // The escaper never fails, and neither does writing into a Vec.
-    let _ = std::fmt::Write::write_fmt(&mut Escaper(out), message);
-    out.push(b'"');
-}
-
 fn parse_content_length(value: &[u8]) -> Result<u64, Rejection> {
     let digits = value.trim_ascii();
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(Rejection::BadRequest("content-length is not a number"));
+        return Err(Rejection::BadRequest(Malformed::ContentLengthNotNumber));
     }
     // More than 19 digits cannot be a size we accept; saturate so it is answered 413.
     if digits.len() > 19 {
@@ -400,18 +179,6 @@ fn apply_connection_header(head: &mut Head, value: &[u8]) {
 fn is_chunked(coding: &[u8]) -> bool {
     // Only plain `chunked`: a content coding such as `gzip, chunked` is not understood.
     coding.trim_ascii().eq_ignore_ascii_case(b"chunked")
-}
-
-fn parse_error_message(error: httparse::Error) -> &'static str {
-    match error {
-        httparse::Error::HeaderName => "invalid header name",
-        httparse::Error::HeaderValue => "invalid header value",
-        httparse::Error::NewLine => "invalid line ending",
-        httparse::Error::Status => "invalid status",
-        httparse::Error::Token => "invalid token in request line",
-        httparse::Error::TooManyHeaders => "more than 32 request headers",
-        httparse::Error::Version => "invalid http version",
-    }
 }
 
 #[cfg(test)]
@@ -543,18 +310,5 @@ mod tests {
         assert!(!is_json_media_type(b"application/jsonx"));
         assert!(!is_json_media_type(b"text/plain"));
         assert!(!is_json_media_type(b""));
-    }
-
-    #[test]
-    fn answers_are_exact() {
-        let mut out = Vec::new();
-        write_rejection(&mut out, &Rejection::Unavailable, Connection::KeepAlive);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 23\r\nretry-after: 5\r\nconnection: keep-alive\r\n\r\n{\"error\":\"unavailable\"}"
-        );
-        let mut escaped = Vec::new();
-        write_json_escaped(&mut escaped, "a\"b\\c\n\u{1}");
-        assert_eq!(escaped, b"a\\\"b\\\\c\\n\\u0001");
     }
 }

@@ -1,16 +1,29 @@
 //! hooksink: receives signed payment webhooks and stores them in PostgreSQL.
 //!
 //! The binary in `main.rs` only wires these modules together; tests and tools reuse them.
-//! Request path: `server` (sockets) → `http` (heads, answers) → `service` (routing) →
-//! `signature` → `payload` → `transform` → `store` (PostgreSQL) → answer.
+//!
+//! Layout, in request order:
+//! - shell (sockets, threads): `server` (accept loop) → `connection` (one coroutine per
+//!   connection: buffer, framing, deadlines) under `admission` (connection slots, byte budget,
+//!   shutdown);
+//! - protocol: `http` (request heads), `answer` (every success and rejection, and its bytes);
+//! - pipeline: `service` (routing, `Session`) → `signature` → `payload` (+ `jsonb` scans) →
+//!   `transform` (+ `currency`), all pure;
+//! - storage: `store` (the only SQL; writer threads, group commit);
+//! - operation: `config` (the variables table), `limits` (every bound), `metrics`, `logging`,
+//!   `cli`, `localdb` (private cluster).
 
+pub mod admission;
+pub mod answer;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod currency;
 pub mod db_error;
 #[cfg(test)]
 mod fuzz;
 pub mod http;
+pub mod jsonb;
 pub mod limits;
 pub mod localdb;
 pub mod logging;

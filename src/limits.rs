@@ -7,6 +7,8 @@ use std::time::Duration;
 
 /// Contract: a body is at most 64 KiB unless `MAX_BODY_BYTES` says otherwise.
 pub const BODY_SIZE_DEFAULT: usize = 64 * 1024;
+/// Lower bound an operator may set with `MAX_BODY_BYTES`: below it a real event does not fit.
+pub const BODY_SIZE_MIN: usize = 1024;
 /// Upper bound an operator may set with `MAX_BODY_BYTES` (1 MiB), so one connection stays small.
 pub const BODY_SIZE_MAX: usize = 1024 * 1024;
 /// Request line plus headers, in bytes; more is answered 431 and the connection closed.
@@ -75,6 +77,13 @@ pub const CONNECTIONS_MAX: usize = 100_000;
 /// answered 503, so many slow large bodies cannot exhaust a small VM's memory.
 pub const BUFFERED_BYTES_MAX: usize = 32 * 1024 * 1024;
 
+/// Most HTTP worker threads `WORKERS` may ask for.
+pub const WORKERS_MAX: usize = 256;
+/// Most writer threads (each holds one PostgreSQL connection) `DB_WRITERS` may ask for.
+pub const DB_WRITERS_MAX: usize = 64;
+/// Writer threads when `DB_WRITERS` is unset; chosen by measurement, see loadtest/README.md.
+pub const DB_WRITERS_DEFAULT: usize = 2;
+
 /// Events one writer commits in one transaction.
 pub const BATCH_SIZE_MAX: usize = 512;
 /// Events waiting for a writer; when full, requests are answered 503 at once.
@@ -88,7 +97,8 @@ pub const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DB_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const _: () = assert!(METADATA_SIZE_MAX < BODY_SIZE_DEFAULT);
-const _: () = assert!(BODY_SIZE_DEFAULT <= BODY_SIZE_MAX);
+const _: () = assert!(BODY_SIZE_MIN <= BODY_SIZE_DEFAULT && BODY_SIZE_DEFAULT <= BODY_SIZE_MAX);
+const _: () = assert!(DB_WRITERS_DEFAULT <= DB_WRITERS_MAX);
 const _: () = assert!(EVENT_TYPE_LEN_MAX < HEAD_SIZE_MAX);
 const _: () = assert!(EVENT_ID_LEN_MAX < HEAD_SIZE_MAX);
 const _: () = assert!(CONNECTION_BUFFER_IDLE <= HEAD_SIZE_MAX);

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::http::write_json_escaped;
+use crate::answer::write_json_escaped;
 
 /// Filter used when `RUST_LOG` is unset: our info lines, only warnings from dependencies.
 const DEFAULT_FILTER: &str = "info,may=warn,postgres=warn,tokio_postgres=warn";

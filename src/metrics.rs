@@ -1,33 +1,15 @@
 //! Process-wide counters, rendered in the Prometheus text format on `GET /metrics`.
 //!
-//! Plain atomics: recording is a relaxed add on the hot path, no locks, no allocation. Labels
-//! are the stable `code()` strings of the answers, so a dashboard keys on the same names a
-//! client sees in `error`.
+//! Plain atomics: recording is a relaxed add on the hot path, no locks, no allocation. Request
+//! counters are indexed by `answer::Outcome`, whose labels are the `error` and `status` strings a
+//! client sees, so a dashboard keys on the same names.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// Every outcome a request can have; the label of `hooksink_requests_total`.
-pub const OUTCOMES: [&str; 17] = [
-    "accepted",
-    "duplicate",
-    "ok",
-    "invalid_json",
-    "invalid_signature",
-    "not_found",
-    "method_not_allowed",
-    "payload_too_large",
-    "unsupported_media_type",
-    "validation_failed",
-    "unavailable",
-    "length_required",
-    "bad_request",
-    "header_too_large",
-    "request_timeout",
-    "expectation_failed",
-    "other",
-];
+use crate::admission;
+use crate::answer::Outcome;
 
 /// Upper bounds of the commit latency histogram, in seconds.
 const COMMIT_SECONDS_BUCKETS: [f64; 13] = [
@@ -36,7 +18,8 @@ const COMMIT_SECONDS_BUCKETS: [f64; 13] = [
 /// Upper bounds of the batch size histogram, in events.
 const BATCH_SIZE_BUCKETS: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
-static REQUESTS: [AtomicU64; OUTCOMES.len()] = [const { AtomicU64::new(0) }; OUTCOMES.len()];
+static REQUESTS: [AtomicU64; Outcome::ALL.len()] =
+    [const { AtomicU64::new(0) }; Outcome::ALL.len()];
 static COMMIT_SECONDS: [AtomicU64; COMMIT_SECONDS_BUCKETS.len()] =
     [const { AtomicU64::new(0) }; COMMIT_SECONDS_BUCKETS.len()];
 static COMMIT_COUNT: AtomicU64 = AtomicU64::new(0);
@@ -46,17 +29,11 @@ static BATCH_SIZE: [AtomicU64; BATCH_SIZE_BUCKETS.len()] =
     [const { AtomicU64::new(0) }; BATCH_SIZE_BUCKETS.len()];
 static BATCH_EVENTS_SUM: AtomicU64 = AtomicU64::new(0);
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
-static BUFFERED: AtomicUsize = AtomicUsize::new(0);
 static DATABASE_UP: AtomicBool = AtomicBool::new(false);
 
-/// Counts one answered request under `outcome` (one of `OUTCOMES`, else "other").
-pub fn count(outcome: &str) {
-    let index = OUTCOMES
-        .iter()
-        .position(|known| *known == outcome)
-        .unwrap_or(OUTCOMES.len() - 1);
-    if let Some(counter) = REQUESTS.get(index) {
+/// Counts one answered request under `outcome`.
+pub fn count(outcome: Outcome) {
+    if let Some(counter) = REQUESTS.get(outcome as usize) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -103,41 +80,6 @@ impl Drop for InFlight {
     }
 }
 
-/// Tries to take one of `max` connection slots; the guard releases it when dropped.
-pub fn connection_opened(max: usize) -> Option<OpenConnection> {
-    let previous = CONNECTIONS.fetch_add(1, Ordering::AcqRel);
-    if previous >= max {
-        CONNECTIONS.fetch_sub(1, Ordering::AcqRel);
-        return None;
-    }
-    Some(OpenConnection(()))
-}
-
-/// Takes `bytes` of the process-wide budget of `max` buffered request bytes; false when the
-/// budget would be exceeded (nothing is taken then).
-pub fn buffer_reserve(bytes: usize, max: usize) -> bool {
-    let previous = BUFFERED.fetch_add(bytes, Ordering::AcqRel);
-    if previous.saturating_add(bytes) > max {
-        BUFFERED.fetch_sub(bytes, Ordering::AcqRel);
-        return false;
-    }
-    true
-}
-
-/// Gives back `bytes` taken with `buffer_reserve`.
-pub fn buffer_release(bytes: usize) {
-    BUFFERED.fetch_sub(bytes, Ordering::AcqRel);
-}
-
-/// Holds a connection slot.
-pub struct OpenConnection(());
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        CONNECTIONS.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// Whether the last database operation succeeded.
 pub fn database_up() -> bool {
     DATABASE_UP.load(Ordering::Relaxed)
@@ -169,7 +111,8 @@ fn render_into(out: &mut String, queued: usize) -> std::fmt::Result {
         "# HELP hooksink_requests_total Answered requests by outcome."
     )?;
     writeln!(out, "# TYPE hooksink_requests_total counter")?;
-    for (outcome, counter) in OUTCOMES.iter().zip(REQUESTS.iter()) {
+    for (outcome, counter) in Outcome::ALL.iter().zip(REQUESTS.iter()) {
+        let outcome = outcome.label();
         let value = counter.load(Ordering::Relaxed);
         writeln!(
             out,
@@ -227,7 +170,7 @@ fn render_into(out: &mut String, queued: usize) -> std::fmt::Result {
         "Requests being handled.",
         in_flight(),
     )?;
-    let connections = CONNECTIONS.load(Ordering::Relaxed);
+    let connections = admission::open_connections();
     gauge(
         out,
         "hooksink_open_connections",
@@ -260,27 +203,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_outcomes_count_as_other() {
-        let before = REQUESTS[OUTCOMES.len() - 1].load(Ordering::Relaxed);
-        count("no_such_outcome");
-        assert_eq!(
-            REQUESTS[OUTCOMES.len() - 1].load(Ordering::Relaxed),
-            before + 1
+    fn outcomes_count_under_their_label() {
+        count(Outcome::ExpectationFailed);
+        let text = render(0);
+        let line = text
+            .lines()
+            .find(|line| line.contains("outcome=\"expectation_failed\""))
+            .unwrap();
+        assert_ne!(
+            line,
+            "hooksink_requests_total{outcome=\"expectation_failed\"} 0"
         );
-    }
-
-    #[test]
-    fn connection_slots_are_capped() {
-        let first = connection_opened(usize::MAX);
-        assert!(first.is_some());
-        assert!(connection_opened(0).is_none());
-    }
-
-    #[test]
-    fn buffer_budget_is_never_exceeded() {
-        assert!(buffer_reserve(10, usize::MAX));
-        assert!(!buffer_reserve(usize::MAX / 2, usize::MAX / 2));
-        buffer_release(10);
     }
 
     #[test]

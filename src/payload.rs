@@ -6,8 +6,8 @@
 //! field that fails (422), which serde's own type errors do not do reliably. Strings borrow from
 //! the body unless they contain escapes, and `metadata` stays the verbatim text the client sent,
 //! because it goes into a `jsonb` column as is. serde_json accepts some JSON that `jsonb` cannot
-//! hold (a `\u0000` escape, unpaired surrogate escapes), so one pass over the metadata text finds
-//! those before the database would fail the whole batch.
+//! hold (a `\u0000` escape, unpaired surrogate escapes), so `jsonb::scan_metadata` finds those
+//! before the database would fail the whole batch.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -17,6 +17,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::currency::{self, Currency};
+use crate::jsonb;
 use crate::limits::{
     AMOUNT_CENTS_MAX, EVENT_TYPE_LEN_MAX, JSON_DEPTH_MAX, METADATA_EXPONENT_MAX,
     METADATA_KEY_LEN_MAX, METADATA_KEYS_MAX, METADATA_SIZE_MAX, OBJECT_ID_LEN_MAX,
@@ -166,6 +167,25 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl From<jsonb::Problem> for Rule {
+    #[cold]
+    fn from(problem: jsonb::Problem) -> Rule {
+        match problem {
+            jsonb::Problem::TooManyKeys => Rule::TooManyKeys {
+                max: METADATA_KEYS_MAX,
+            },
+            jsonb::Problem::KeyTooLong => Rule::KeyTooLong {
+                max: METADATA_KEY_LEN_MAX,
+            },
+            jsonb::Problem::NulEscape => Rule::NulEscape,
+            jsonb::Problem::LoneSurrogate => Rule::LoneSurrogate,
+            jsonb::Problem::ExponentTooLarge => Rule::ExponentTooLarge {
+                max: METADATA_EXPONENT_MAX,
+            },
+        }
+    }
+}
+
 /// Reads a body into a `Webhook`, checking only syntax: UTF-8, one JSON object and nothing
 /// after it, no duplicate top-level key, at most `limits::TOP_LEVEL_KEYS_MAX` top-level keys and
 /// nesting at most `limits::JSON_DEPTH_MAX` deep.
@@ -178,7 +198,7 @@ pub fn parse(body: &[u8]) -> Result<Webhook<'_>, SyntaxError> {
     }
     // serde_json counts depth only for values it builds; `RawValue` and `IgnoredAny` skip
     // nested values without counting, so its limit never bites on our fields.
-    if let Some(offset) = too_deep(body) {
+    if let Some(offset) = jsonb::too_deep(body) {
         return Err(SyntaxError::TooDeep { offset });
     }
     let mut deserializer = serde_json::Deserializer::from_str(text);
@@ -323,40 +343,6 @@ impl fmt::Display for KeyError<'_> {
     }
 }
 
-/// The offset of the first `[` or `{` nested deeper than `JSON_DEPTH_MAX` (the top-level
-/// object is depth 1), outside strings.
-///
-/// The bytes need not be valid JSON: serde_json judges that afterwards. Quotes, backslashes and
-/// brackets are ASCII, which never occurs inside a multi-byte UTF-8 character.
-pub(crate) fn too_deep(body: &[u8]) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (offset, &byte) in body.iter().enumerate() {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > JSON_DEPTH_MAX {
-                    return Some(offset);
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    None
-}
-
 /// Applies `typer` to a field that must be present and not null, naming the field on failure.
 pub(crate) fn required<'a, T>(
     field: &'static str,
@@ -451,7 +437,7 @@ fn metadata(text: &str) -> Result<&str, Rule> {
             max: METADATA_SIZE_MAX,
         });
     }
-    scan_metadata(text.as_bytes())?;
+    jsonb::scan_metadata(text.as_bytes(), METADATA_KEYS_MAX, METADATA_KEY_LEN_MAX)?;
     Ok(text)
 }
 
@@ -507,139 +493,6 @@ fn upper_code(code: &str) -> [u8; 3] {
     <[u8; 3]>::try_from(code.as_bytes())
         .map(|letters| letters.map(|letter| letter.to_ascii_uppercase()))
         .unwrap_or(*b"???")
-}
-
-/// One pass over metadata text that serde_json has accepted: counts and measures top-level
-/// keys, and finds what `jsonb` rejects (`\u0000`, unpaired surrogates, huge exponents).
-///
-/// Reports the first problem in text order. Malformed input cannot occur here, but would only
-/// end the scan early, never panic.
-fn scan_metadata(text: &[u8]) -> Result<(), Rule> {
-    let mut depth = 0usize;
-    let mut keys = 0usize;
-    let mut expect_key = false;
-    let mut index = 0;
-    while let Some(&byte) = text.get(index) {
-        index += 1;
-        match byte {
-            b'{' => {
-                depth += 1;
-                expect_key = depth == 1;
-            }
-            b'[' => depth += 1,
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b',' if depth == 1 => expect_key = true,
-            b'"' => {
-                let length = scan_string(text, &mut index)?;
-                if depth == 1 && expect_key {
-                    expect_key = false;
-                    keys += 1;
-                    top_level_key(keys, length)?;
-                }
-            }
-            b'-' | b'0'..=b'9' => scan_number(text, &mut index)?,
-            // Whitespace, `:`, `,` below the top level and the letters of true/false/null.
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-fn top_level_key(count: usize, length: usize) -> Result<(), Rule> {
-    if count > METADATA_KEYS_MAX {
-        return Err(Rule::TooManyKeys {
-            max: METADATA_KEYS_MAX,
-        });
-    }
-    if length > METADATA_KEY_LEN_MAX {
-        return Err(Rule::KeyTooLong {
-            max: METADATA_KEY_LEN_MAX,
-        });
-    }
-    Ok(())
-}
-
-/// Skips a string whose opening quote is before `index`; returns its raw length in bytes.
-fn scan_string(text: &[u8], index: &mut usize) -> Result<usize, Rule> {
-    let start = *index;
-    while let Some(&byte) = text.get(*index) {
-        *index += 1;
-        match byte {
-            b'"' => return Ok(*index - 1 - start),
-            b'\\' => scan_escape(text, index)?,
-            _ => {}
-        }
-    }
-    Ok(*index - start)
-}
-
-/// Skips an escape whose backslash is before `index`, checking `\u` escapes as PostgreSQL does.
-fn scan_escape(text: &[u8], index: &mut usize) -> Result<(), Rule> {
-    let Some(&kind) = text.get(*index) else {
-        return Ok(());
-    };
-    *index += 1;
-    if kind != b'u' {
-        return Ok(());
-    }
-    let unit = hex4(text, *index);
-    *index += 4;
-    match unit {
-        Some(0) => Err(Rule::NulEscape),
-        Some(0xD800..=0xDBFF) => {
-            // A high surrogate counts only when a low one follows as the very next escape.
-            let next = text.get(*index..*index + 2) == Some(b"\\u".as_slice());
-            match hex4(text, *index + 2) {
-                Some(0xDC00..=0xDFFF) if next => {
-                    *index += 6;
-                    Ok(())
-                }
-                _ => Err(Rule::LoneSurrogate),
-            }
-        }
-        Some(0xDC00..=0xDFFF) => Err(Rule::LoneSurrogate),
-        _ => Ok(()),
-    }
-}
-
-/// The four hex digits at `index` as a UTF-16 code unit.
-fn hex4(text: &[u8], index: usize) -> Option<u16> {
-    let digits = text.get(index..index.checked_add(4)?)?;
-    digits.iter().try_fold(0u16, |unit, &digit| {
-        let value = char::from(digit).to_digit(16)?;
-        Some(unit << 4 | value as u16)
-    })
-}
-
-/// Skips a number whose first byte is before `index`, checking its written exponent.
-///
-/// PostgreSQL parses `jsonb` numbers as `numeric`; an exponent within ±`METADATA_EXPONENT_MAX`
-/// keeps every number that fits in 8 KiB storable.
-fn scan_number(text: &[u8], index: &mut usize) -> Result<(), Rule> {
-    while let Some(b'0'..=b'9' | b'.') = text.get(*index) {
-        *index += 1;
-    }
-    if !matches!(text.get(*index), Some(b'e' | b'E')) {
-        return Ok(());
-    }
-    *index += 1;
-    if let Some(b'+' | b'-') = text.get(*index) {
-        *index += 1;
-    }
-    // Saturating, so a thousand-digit exponent is still just "too large".
-    let mut exponent: i64 = 0;
-    while let Some(&digit @ b'0'..=b'9') = text.get(*index) {
-        *index += 1;
-        exponent = exponent
-            .saturating_mul(10)
-            .saturating_add(i64::from(digit - b'0'));
-    }
-    if exponent > METADATA_EXPONENT_MAX {
-        return Err(Rule::ExponentTooLarge {
-            max: METADATA_EXPONENT_MAX,
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,10 +8,11 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::http::{self, BodyFraming, Head, Method, Rejection};
+use crate::answer::{Answer, LengthMissing, Rejection};
+use crate::http::{self, BodyFraming, Head, Method};
 use crate::limits::COMMIT_WAIT_TIMEOUT;
 use crate::signature::{self, Secrets};
-use crate::store::{self, Pending, Replies, Reply, Store, Stored};
+use crate::store::{self, Pending, Pong, Replies, Reply, Store, Stored};
 use crate::{payload, transform};
 
 /// What the request handlers share.
@@ -35,19 +36,26 @@ pub enum Route {
     Metrics,
 }
 
-/// A successful answer.
-pub enum Answer {
-    /// The event is committed (or was already); the id is at this span of the buffer.
-    Stored(Stored, Range<usize>),
-    /// A health endpoint's plain `{"status":"ok"}`.
-    Healthy,
-    /// The Prometheus text.
-    Metrics(String),
-}
-
 /// The buffer after the pipeline: back from the writer, or lost with a writer that did not
 /// answer in time (the connection must then close).
 pub type Returned = Option<Vec<u8>>;
+
+/// One request whose head and body sit in `buffer`, past `precheck`.
+pub struct Request<'h> {
+    pub route: Route,
+    pub head: &'h Head,
+    pub buffer: Vec<u8>,
+    /// Where the (decoded) body sits in `buffer`.
+    pub body: Range<usize>,
+    pub now_secs: i64,
+}
+
+/// A connection's side of the pipeline: the shared context and the channel on which the
+/// writers answer this connection's jobs.
+pub struct Session<'c> {
+    context: &'c Context,
+    replies: Replies,
+}
 
 /// Checks that need only the head: path and method, size, content-type.
 pub fn precheck(head: &Head, buffer: &[u8], body_size_max: usize) -> Result<Route, Rejection> {
@@ -71,12 +79,10 @@ pub fn precheck(head: &Head, buffer: &[u8], body_size_max: usize) -> Result<Rout
             return Err(Rejection::PayloadTooLarge);
         }
         BodyFraming::Chunked if route != Route::Webhook => {
-            return Err(Rejection::LengthRequired(
-                "chunked bodies are accepted only on /webhook",
-            ));
+            return Err(Rejection::LengthRequired(LengthMissing::ChunkedOffWebhook));
         }
         BodyFraming::None if route == Route::Webhook => {
-            return Err(Rejection::LengthRequired("content-length header missing"));
+            return Err(Rejection::LengthRequired(LengthMissing::ContentLength));
         }
         _ => {}
     }
@@ -89,92 +95,103 @@ pub fn precheck(head: &Head, buffer: &[u8], body_size_max: usize) -> Result<Rout
     Ok(route)
 }
 
-/// Runs `route` for a request whose body is `body` within `buffer`.
-pub fn handle(
-    context: &Context,
-    route: Route,
-    head: &Head,
-    buffer: Vec<u8>,
-    body: Range<usize>,
-    replies: &Replies,
-    now_secs: i64,
-) -> (Result<Answer, Rejection>, Returned) {
-    match route {
-        Route::Webhook => webhook(context, head, buffer, body, replies, now_secs),
-        Route::Healthz => (Ok(Answer::Healthy), Some(buffer)),
-        Route::Readyz => (ready(context, replies), Some(buffer)),
-        Route::Metrics => (
-            Ok(Answer::Metrics(crate::metrics::render(
-                context.store.queued(),
-            ))),
-            Some(buffer),
-        ),
-    }
-}
-
-fn webhook(
-    context: &Context,
-    head: &Head,
-    buffer: Vec<u8>,
-    body: Range<usize>,
-    replies: &Replies,
-    now_secs: i64,
-) -> (Result<Answer, Rejection>, Returned) {
-    let pending = match prepare(context, head, &buffer, body, now_secs) {
-        Ok(pending) => pending,
-        Err(rejection) => return (Err(rejection), Some(buffer)),
-    };
-    let id_span = head.webhook_id.clone().unwrap_or_default();
-    if let Err((error, buffer)) = context.store.submit(buffer, pending, &replies.0) {
-        return (Err(unavailable(error)), Some(buffer));
-    }
-    match replies.1.recv_timeout(COMMIT_WAIT_TIMEOUT) {
-        Ok(Reply { outcome, buffer }) => {
-            let answer = outcome.map(|stored| Answer::Stored(stored, id_span));
-            (answer.map_err(unavailable), Some(buffer))
+impl<'c> Session<'c> {
+    /// A session for one connection, with its own reply channel.
+    pub fn new(context: &'c Context) -> Session<'c> {
+        Session {
+            context,
+            replies: Replies::default(),
         }
-        Err(_) => (Err(unavailable(store::Error::Timeout)), None),
+    }
+
+    /// The limits and settings the connection works under.
+    pub fn context(&self) -> &'c Context {
+        self.context
+    }
+
+    /// Runs the request's route.
+    pub fn handle(&mut self, request: Request<'_>) -> (Result<Answer, Rejection>, Returned) {
+        match request.route {
+            Route::Webhook => self.webhook(request),
+            Route::Healthz => (Ok(Answer::Healthy), Some(request.buffer)),
+            Route::Readyz => (self.ready(), Some(request.buffer)),
+            Route::Metrics => {
+                let text = crate::metrics::render(self.context.store.queued());
+                (Ok(Answer::Metrics(text)), Some(request.buffer))
+            }
+        }
+    }
+
+    fn webhook(&mut self, request: Request<'_>) -> (Result<Answer, Rejection>, Returned) {
+        let prepared = prepare(self.context, &request);
+        let Request { head, buffer, .. } = request;
+        let pending = match prepared {
+            Ok(pending) => pending,
+            Err(rejection) => return (Err(rejection), Some(buffer)),
+        };
+        let id = head.webhook_id.clone().unwrap_or_default();
+        let store = &self.context.store;
+        if let Err((error, buffer)) = store.submit(buffer, pending, &self.replies.sender) {
+            return (Err(unavailable(error)), Some(buffer));
+        }
+        match self.wait() {
+            Some(Reply::Insert { outcome, buffer }) => {
+                let answer = outcome.map(|stored| match stored {
+                    Stored::Accepted => Answer::Accepted(id),
+                    Stored::Duplicate => Answer::Duplicate(id),
+                });
+                (answer.map_err(unavailable), Some(buffer))
+            }
+            // A ping's reply cannot come here: `wait` renews the channel after a timeout.
+            Some(Reply::Ping(_)) | None => (Err(unavailable(store::Error::Timeout)), None),
+        }
+    }
+
+    fn ready(&mut self) -> Result<Answer, Rejection> {
+        self.context
+            .store
+            .ping(&self.replies.sender)
+            .map_err(unavailable)?;
+        match self.wait() {
+            Some(Reply::Ping(Ok(Pong))) => Ok(Answer::Healthy),
+            Some(Reply::Ping(Err(error))) => Err(unavailable(error)),
+            Some(Reply::Insert { .. }) | None => Err(unavailable(store::Error::Timeout)),
+        }
+    }
+
+    /// The writer's reply to the job just submitted, or `None` after `COMMIT_WAIT_TIMEOUT`.
+    /// After a timeout the channel is replaced, so the late reply cannot be taken for the
+    /// answer to a later request on this connection.
+    fn wait(&mut self) -> Option<Reply> {
+        let reply = self.replies.receiver.recv_timeout(COMMIT_WAIT_TIMEOUT).ok();
+        if reply.is_none() {
+            self.replies = Replies::default();
+        }
+        reply
     }
 }
 
 /// Everything up to the database, on the borrowed request bytes.
-fn prepare(
-    context: &Context,
-    head: &Head,
-    buffer: &[u8],
-    body: Range<usize>,
-    now_secs: i64,
-) -> Result<Pending, Rejection> {
+fn prepare(context: &Context, request: &Request<'_>) -> Result<Pending, Rejection> {
+    let Request { head, buffer, .. } = request;
     let header = |span: &Option<Range<usize>>| span.clone().and_then(|span| buffer.get(span));
     let headers = signature::Headers {
         id: header(&head.webhook_id),
         timestamp: header(&head.webhook_timestamp),
         signature: header(&head.webhook_signature),
     };
-    let body = buffer.get(body).unwrap_or_default();
+    let body = buffer.get(request.body.clone()).unwrap_or_default();
     let verified = signature::verify(
         &context.secrets,
         &headers,
         body,
-        now_secs,
+        request.now_secs,
         context.tolerance_secs,
     )?;
     let webhook = payload::parse(body)?;
     let event = payload::validate(&webhook)?;
     let row = transform::transform(verified.id, verified.timestamp, &event);
     Ok(Pending::new(&row, buffer))
-}
-
-fn ready(context: &Context, replies: &Replies) -> Result<Answer, Rejection> {
-    context.store.ping(&replies.0).map_err(unavailable)?;
-    match replies.1.recv_timeout(COMMIT_WAIT_TIMEOUT) {
-        Ok(Reply { outcome: Ok(_), .. }) => Ok(Answer::Healthy),
-        Ok(Reply {
-            outcome: Err(error),
-            ..
-        }) => Err(unavailable(error)),
-        Err(_) => Err(unavailable(store::Error::Timeout)),
-    }
 }
 
 #[cold]
@@ -186,6 +203,25 @@ fn unavailable(error: store::Error) -> Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_late_reply_never_answers_a_later_request() {
+        // Nothing answers the ping, so the wait times out.
+        let context = Context {
+            secrets: Secrets::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+            body_size_max: 100,
+            tolerance_secs: 300,
+            request_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            store: Store::unanswered(),
+        };
+        let mut session = Session::new(&context);
+        let late = session.replies.sender.clone();
+        assert_eq!(session.ready().unwrap_err().code(), "unavailable");
+        // The writer answers after the requester gave up; the reply must go nowhere.
+        let _ = late.send(Reply::Ping(Ok(Pong)));
+        assert!(session.replies.receiver.try_recv().is_err());
+    }
 
     #[track_caller]
     fn check(raw: &str, expected: Result<Route, &str>) {

@@ -66,14 +66,35 @@ pub enum Error {
     Timeout,
 }
 
-/// A writer's answer; `buffer` is the connection buffer the job carried.
-pub struct Reply {
-    pub outcome: Result<Stored, Error>,
-    pub buffer: Vec<u8>,
+/// The database answered a ping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pong;
+
+/// A writer's answer to one job.
+pub enum Reply {
+    /// An insert's outcome, with the connection buffer the job carried.
+    Insert {
+        outcome: Result<Stored, Error>,
+        buffer: Vec<u8>,
+    },
+    /// A ping's outcome.
+    Ping(Result<Pong, Error>),
 }
 
-/// A connection's channel for writer answers: the sender travels with each job.
-pub type Replies = (mpsc::Sender<Reply>, mpsc::Receiver<Reply>);
+/// A connection's channel for writer answers: a clone of `sender` travels with each job, the
+/// connection waits on `receiver`.
+pub struct Replies {
+    pub sender: mpsc::Sender<Reply>,
+    pub receiver: mpsc::Receiver<Reply>,
+}
+
+impl Default for Replies {
+    /// A new, empty channel.
+    fn default() -> Replies {
+        let (sender, receiver) = mpsc::channel();
+        Replies { sender, receiver }
+    }
+}
 
 /// Text of a row: a span of the job's buffer when the request bytes hold it verbatim.
 #[derive(Debug)]
@@ -115,6 +136,12 @@ impl Pending {
     /// escapes, the `{}` default) are kept as owned text.
     pub fn new(row: &Row<'_>, buffer: &[u8]) -> Pending {
         let text = |value: &str| locate(value, buffer);
+        // Validation only passes codes of the ISO table; anything else would commit a wrong row.
+        assert!(
+            row.currency.len() == 3 && row.currency.is_ascii(),
+            "currency {:?} is not a three-letter code",
+            row.currency
+        );
         let mut currency = [b' '; 3];
         for (slot, byte) in currency.iter_mut().zip(row.currency.bytes()) {
             *slot = byte;
@@ -282,14 +309,11 @@ impl Writer {
         let ping = match outcomes {
             Err(_) => Err(Error::Unavailable),
             Ok(_) if batch.inserts.is_empty() => self.ping(),
-            Ok(_) => Ok(Stored::Accepted),
+            Ok(_) => Ok(Pong),
         };
         for reply in batch.pings.drain(..) {
             // A requester that gave up waiting has dropped its receiver; nothing to do then.
-            let _ = reply.send(Reply {
-                outcome: ping,
-                buffer: Vec::new(),
-            });
+            let _ = reply.send(Reply::Ping(ping));
         }
         for (index, (buffer, _, reply)) in batch.inserts.drain(..).enumerate() {
             let outcome = match &outcomes {
@@ -300,7 +324,7 @@ impl Writer {
                 Err(error) => Err(*error),
             };
             // As above: a requester that timed out is gone.
-            let _ = reply.send(Reply { outcome, buffer });
+            let _ = reply.send(Reply::Insert { outcome, buffer });
         }
     }
 
@@ -340,12 +364,12 @@ impl Writer {
         }
     }
 
-    fn ping(&mut self) -> Result<Stored, Error> {
+    fn ping(&mut self) -> Result<Pong, Error> {
         let Some((client, _)) = self.connection.as_mut() else {
             return Err(Error::Unavailable);
         };
         match client.simple_query("SELECT 1") {
-            Ok(_) => Ok(Stored::Accepted),
+            Ok(_) => Ok(Pong),
             Err(error) => {
                 self.lose_connection(&error);
                 Err(Error::Unavailable)
@@ -462,9 +486,10 @@ impl<'a> Columns<'a> {
             columns.actions.push(resolve(&row.action, buffer));
             columns.object_ids.push(resolve(&row.object_id, buffer));
             columns.amount_cents.push(row.amount_cents);
-            columns
-                .currencies
-                .push(std::str::from_utf8(&row.currency).unwrap_or(""));
+            let currency = std::str::from_utf8(&row.currency);
+            // `Pending::new` asserted ASCII, so this cannot fail.
+            assert!(currency.is_ok(), "currency bytes {:?}", row.currency);
+            columns.currencies.push(currency.unwrap_or_default());
             columns.amounts.push(row.amount.as_str());
             columns.metadata.push(resolve(&row.metadata, buffer));
             columns.provider_ts.push(row.provider_ts);
@@ -512,13 +537,18 @@ fn locate(value: &str, buffer: &[u8]) -> Text {
     }
 }
 
+/// The text `locate` recorded. A span that does not resolve means the buffer changed after
+/// `Pending::new`, a programmer error that would commit a wrong row: it stops the writer.
 fn resolve<'a>(text: &'a Text, buffer: &'a [u8]) -> &'a str {
     match text {
         // The span was taken from a `&str` into this very buffer, so it is valid UTF-8.
-        Text::Span(span) => buffer
-            .get(span.clone())
-            .and_then(|bytes| std::str::from_utf8(bytes).ok())
-            .unwrap_or(""),
+        Text::Span(span) => {
+            let text = buffer
+                .get(span.clone())
+                .and_then(|bytes| std::str::from_utf8(bytes).ok());
+            assert!(text.is_some(), "span {span:?} is not text of its buffer");
+            text.unwrap_or_default()
+        }
         Text::Owned(text) => text,
     }
 }
@@ -568,6 +598,20 @@ pub fn pending_migrations(client: &mut Client) -> Result<usize, postgres::Error>
         pending += usize::from(done.is_none());
     }
     Ok(pending)
+}
+
+#[cfg(test)]
+impl Store {
+    /// A store whose jobs stay queued and are never answered, like writers that hang.
+    pub(crate) fn unanswered() -> Store {
+        let (jobs, receiver) = mpmc::channel();
+        // Kept open for the life of the test process, so sends succeed.
+        std::mem::forget(receiver);
+        Store {
+            jobs,
+            queued: Arc::new(AtomicUsize::new(0)),
+        }
+    }
 }
 
 #[cfg(test)]

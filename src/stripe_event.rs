@@ -55,7 +55,7 @@ pub fn parse(body: &[u8]) -> Result<StripeEvent<'_>, SyntaxError> {
     if text.starts_with('\u{feff}') {
         return Err(SyntaxError::ByteOrderMark);
     }
-    if let Some(offset) = payload::too_deep(body) {
+    if let Some(offset) = crate::jsonb::too_deep(body) {
         return Err(SyntaxError::TooDeep { offset });
     }
     let mut deserializer = serde_json::Deserializer::from_str(text);

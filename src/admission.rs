@@ -1,0 +1,78 @@
+//! Admission control: the connection slots and the process-wide budget of buffered request
+//! bytes, so a flood of connections or of slow large bodies cannot exhaust memory or
+//! descriptors; and the shutdown flag that stops admitting. `metrics` only reads the counts.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+static BUFFERED: AtomicUsize = AtomicUsize::new(0);
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// Holds a connection slot; dropping it frees the slot.
+pub struct Slot(());
+
+/// Tries to take one of `max` connection slots.
+pub fn connection_slot(max: usize) -> Option<Slot> {
+    let previous = CONNECTIONS.fetch_add(1, Ordering::AcqRel);
+    if previous >= max {
+        CONNECTIONS.fetch_sub(1, Ordering::AcqRel);
+        return None;
+    }
+    Some(Slot(()))
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        CONNECTIONS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Open client connections now.
+pub fn open_connections() -> usize {
+    CONNECTIONS.load(Ordering::Relaxed)
+}
+
+/// Takes `bytes` of the process-wide budget of `max` buffered request bytes; false when the
+/// budget would be exceeded (nothing is taken then).
+pub fn reserve_bytes(bytes: usize, max: usize) -> bool {
+    let previous = BUFFERED.fetch_add(bytes, Ordering::AcqRel);
+    if previous.saturating_add(bytes) > max {
+        BUFFERED.fetch_sub(bytes, Ordering::AcqRel);
+        return false;
+    }
+    true
+}
+
+/// Gives back `bytes` taken with `reserve_bytes`.
+pub fn release_bytes(bytes: usize) {
+    BUFFERED.fetch_sub(bytes, Ordering::AcqRel);
+}
+
+/// Stops accepting; open connections close after their current request.
+pub fn begin_shutdown() {
+    SHUTTING_DOWN.store(true, Ordering::Release);
+}
+
+/// Whether a shutdown has begun.
+pub fn shutting_down() -> bool {
+    SHUTTING_DOWN.load(Ordering::Acquire)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_slots_are_capped() {
+        let first = connection_slot(usize::MAX);
+        assert!(first.is_some());
+        assert!(connection_slot(0).is_none());
+    }
+
+    #[test]
+    fn buffer_budget_is_never_exceeded() {
+        assert!(reserve_bytes(10, usize::MAX));
+        assert!(!reserve_bytes(usize::MAX / 2, usize::MAX / 2));
+        release_bytes(10);
+    }
+}

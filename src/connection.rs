@@ -1,0 +1,394 @@
+//! One connection: its coroutine reads, handles and answers requests in order.
+//!
+//! Each connection owns one buffer that holds the request head and body; it grows to at most
+//! `HEAD_SIZE_MAX` + the body limit and shrinks back to `CONNECTION_BUFFER_IDLE` between
+//! requests. Requests are answered in order, so keep-alive and pipelining need no queue.
+//! **Invariant:** every answer leaves the connection in a known state: the body consumed, or
+//! the connection closed.
+
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::debug;
+use may::net::TcpStream;
+
+use crate::answer::{self, Answer, Connection, Malformed, Oversized, Rejection};
+use crate::http::{self, BodyFraming, Head, Method};
+use crate::limits::{BUFFERED_BYTES_MAX, CONNECTION_BUFFER_IDLE, HEAD_SIZE_MAX, WRITE_TIMEOUT};
+use crate::service::{self, Context, Request, Session};
+use crate::{admission, metrics};
+
+/// Longest chunk-size line (size, extensions, CRLF) accepted in a chunked body.
+const CHUNK_LINE_MAX: usize = 1024;
+/// Free space made in the buffer before reading more of a request head.
+const HEAD_READ_SPACE: usize = 1024;
+
+struct Conn<'c> {
+    stream: TcpStream,
+    /// Allocated (and zeroed) bytes; `filled` of them hold unread request data.
+    buffer: Vec<u8>,
+    filled: usize,
+    out: Vec<u8>,
+    session: Session<'c>,
+    read_timeout: Option<Duration>,
+    /// Bytes of `buffer` beyond `CONNECTION_BUFFER_IDLE`, taken from the process-wide budget.
+    reserved: usize,
+    /// Whether a request was answered; until then an idle wait is bounded by
+    /// the request timeout, so silent connections cannot hold slots for the idle timeout.
+    served: bool,
+}
+
+/// A body read into the buffer: where its bytes are, and where the request ended on the wire
+/// (they differ for a chunked body, decoded in place).
+struct BodyRead {
+    body: std::ops::Range<usize>,
+    end: usize,
+}
+
+/// Why reading stopped without a request to answer.
+enum ReadError {
+    /// Peer closed, idle timeout, or a socket error: close without an answer.
+    Gone,
+    /// Answer this, then close.
+    Reject(Rejection),
+}
+
+/// Serves requests on `stream` until the connection closes.
+pub fn serve(stream: TcpStream, context: &Context) {
+    // Socket options are best effort: a failure leaves the defaults, which still work.
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let mut conn = Conn {
+        stream,
+        buffer: vec![0; CONNECTION_BUFFER_IDLE],
+        filled: 0,
+        out: Vec::with_capacity(512),
+        session: Session::new(context),
+        read_timeout: None,
+        served: false,
+        reserved: 0,
+    };
+    while let Connection::KeepAlive = conn.next_request() {
+        conn.served = true;
+    }
+}
+
+impl<'c> Conn<'c> {
+    /// The settings this connection works under.
+    fn context(&self) -> &'c Context {
+        self.session.context()
+    }
+
+    /// Reads, handles and answers one request.
+    fn next_request(&mut self) -> Connection {
+        let (head, deadline) = match self.read_head() {
+            Ok(read) => read,
+            Err(ReadError::Gone) => return Connection::Close,
+            Err(ReadError::Reject(rejection)) => {
+                let _in_flight = metrics::request_started();
+                return self.reject(&rejection, Connection::Close, false);
+            }
+        };
+        let _in_flight = metrics::request_started();
+        let keep_alive = if head.keep_alive && !admission::shutting_down() {
+            Connection::KeepAlive
+        } else {
+            Connection::Close
+        };
+        let head_only = head.method == Method::Head;
+        let route = match service::precheck(&head, self.data(), self.context().body_size_max) {
+            Ok(route) => route,
+            Err(rejection) => return self.reject_early(&head, deadline, &rejection, keep_alive),
+        };
+        if head.expect_continue && self.send(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+            return Connection::Close;
+        }
+        let BodyRead { body, end } = match self.read_body(&head, deadline) {
+            Ok(read) => read,
+            Err(ReadError::Gone) => return Connection::Close,
+            Err(ReadError::Reject(rejection)) => {
+                return self.reject(&rejection, Connection::Close, false);
+            }
+        };
+        let request = Request {
+            route,
+            head: &head,
+            buffer: std::mem::take(&mut self.buffer),
+            body,
+            now_secs: now_secs(),
+        };
+        let (answer, returned) = self.session.handle(request);
+        let Some(buffer) = returned else {
+            // The writer still holds the buffer, so pipelined bytes are gone with it.
+            return self.reject(&Rejection::Unavailable, Connection::Close, head_only);
+        };
+        self.buffer = buffer;
+        let connection = match answer {
+            Ok(answer) => self.answer(&answer, keep_alive, head_only),
+            Err(rejection) => self.reject(&rejection, keep_alive, head_only),
+        };
+        self.consume(end);
+        connection
+    }
+
+    /// The answer for a request rejected before its body was read: consume the body when it
+    /// is small enough to be worth it and was not held back by `Expect: 100-continue`.
+    fn reject_early(
+        &mut self,
+        head: &Head,
+        deadline: Instant,
+        rejection: &Rejection,
+        keep_alive: Connection,
+    ) -> Connection {
+        let head_only = head.method == Method::Head;
+        let consumable = match head.body {
+            BodyFraming::None => true,
+            BodyFraming::Length(_) => !rejection.closes_connection() && !head.expect_continue,
+            BodyFraming::Chunked => false,
+        };
+        if !consumable {
+            return self.reject(rejection, Connection::Close, head_only);
+        }
+        match self.read_body(head, deadline) {
+            Ok(read) => {
+                let connection = self.reject(rejection, keep_alive, head_only);
+                self.consume(read.end);
+                connection
+            }
+            Err(_) => self.reject(rejection, Connection::Close, head_only),
+        }
+    }
+
+    fn reject(
+        &mut self,
+        rejection: &Rejection,
+        connection: Connection,
+        head_only: bool,
+    ) -> Connection {
+        let connection = if rejection.closes_connection() {
+            Connection::Close
+        } else {
+            connection
+        };
+        metrics::count(rejection.outcome());
+        answer::write_rejection(&mut self.out, rejection, connection);
+        self.flush(connection, head_only)
+    }
+
+    fn answer(&mut self, answer: &Answer, connection: Connection, head_only: bool) -> Connection {
+        metrics::count(answer.outcome());
+        answer::write_success(&mut self.out, answer, &self.buffer, connection);
+        self.flush(connection, head_only)
+    }
+
+    /// Sends the prepared answer (without its body for HEAD requests).
+    fn flush(&mut self, connection: Connection, head_only: bool) -> Connection {
+        let mut out = std::mem::take(&mut self.out);
+        if head_only && let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            out.truncate(end + 4);
+        }
+        let sent = self.send(&out);
+        out.clear();
+        self.out = out;
+        match sent {
+            Ok(()) => connection,
+            Err(_) => Connection::Close,
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    fn data(&self) -> &[u8] {
+        self.buffer.get(..self.filled).unwrap_or_default()
+    }
+
+    /// Reads a request head; returns it with the deadline for the whole request, which starts
+    /// at its first byte.
+    fn read_head(&mut self) -> Result<(Head, Instant), ReadError> {
+        let mut deadline = None;
+        loop {
+            if self.filled > 0 {
+                let deadline = *deadline
+                    .get_or_insert_with(|| Instant::now() + self.context().request_timeout);
+                match http::parse_head(self.data()) {
+                    Ok(Some(head)) => return Ok((head, deadline)),
+                    Ok(None) => {}
+                    Err(rejection) => return Err(ReadError::Reject(rejection)),
+                }
+            }
+            self.fill(deadline, HEAD_READ_SPACE)?;
+        }
+    }
+
+    /// Reads the Content-Length body after `head` by `deadline`; returns its span in the buffer.
+    /// The buffer grows to fit the body, so one over the limit is refused unread whatever the
+    /// answer would have been (a 404 or 405 comes before the size check).
+    fn read_body(&mut self, head: &Head, deadline: Instant) -> Result<BodyRead, ReadError> {
+        let length = match head.body {
+            BodyFraming::Length(length) => usize::try_from(length).unwrap_or(usize::MAX),
+            BodyFraming::Chunked => return self.read_chunked(head.len, deadline),
+            BodyFraming::None => 0,
+        };
+        // No body longer than the limit is read, whatever answer it would get.
+        if length > self.context().body_size_max {
+            return Err(ReadError::Reject(Rejection::PayloadTooLarge));
+        }
+        let end = head.len.saturating_add(length);
+        while self.filled < end {
+            self.fill(Some(deadline), end - self.filled)?;
+        }
+        Ok(BodyRead {
+            body: head.len..end,
+            end,
+        })
+    }
+
+    /// Decodes a chunked body in place: chunk data is moved down to `start` as it arrives, so
+    /// the body ends up contiguous after the head, within the same body limit. Chunk
+    /// extensions and trailers are read and ignored.
+    fn read_chunked(&mut self, start: usize, deadline: Instant) -> Result<BodyRead, ReadError> {
+        let reject = |rejection| Err(ReadError::Reject(rejection));
+        let mut decoded = start;
+        let mut raw = start;
+        loop {
+            let (line, size) = loop {
+                let pending = self.buffer.get(raw..self.filled).unwrap_or_default();
+                match httparse::parse_chunk_size(pending) {
+                    Ok(httparse::Status::Complete(found)) => break found,
+                    Ok(httparse::Status::Partial) if pending.len() < CHUNK_LINE_MAX => {
+                        self.fill(Some(deadline), HEAD_READ_SPACE)?;
+                    }
+                    _ => return reject(Rejection::BadRequest(Malformed::ChunkSizeLine)),
+                }
+            };
+            raw += line;
+            if size == 0 {
+                break;
+            }
+            let size = match usize::try_from(size) {
+                Ok(size) if decoded - start + size <= self.context().body_size_max => size,
+                _ => return reject(Rejection::PayloadTooLarge),
+            };
+            while self.filled < raw + size + 2 {
+                self.fill(Some(deadline), raw + size + 2 - self.filled)?;
+            }
+            self.buffer.copy_within(raw..raw + size, decoded);
+            decoded += size;
+            raw += size;
+            if self.buffer.get(raw..raw + 2) != Some(b"\r\n") {
+                return reject(Rejection::BadRequest(Malformed::ChunkDataEnd));
+            }
+            raw += 2;
+            // Drop the framing already read once it adds up, so the buffer holds the decoded
+            // body plus what is still pending, not every chunk line and extension.
+            if raw - decoded > CHUNK_LINE_MAX {
+                self.buffer.copy_within(raw..self.filled, decoded);
+                self.filled -= raw - decoded;
+                raw = decoded;
+            }
+        }
+        let trailers = raw;
+        loop {
+            let pending = self.buffer.get(raw..self.filled).unwrap_or_default();
+            let line = pending.windows(2).position(|pair| pair == b"\r\n");
+            if raw - trailers + line.unwrap_or(pending.len()) > HEAD_SIZE_MAX {
+                return reject(Rejection::HeadTooLarge(Oversized::Trailers));
+            }
+            match line {
+                Some(0) => break,
+                Some(line) => raw += line + 2,
+                None => self.fill(Some(deadline), HEAD_READ_SPACE)?,
+            }
+        }
+        Ok(BodyRead {
+            body: start..decoded,
+            end: raw + 2,
+        })
+    }
+
+    /// Reads at least one more byte into the buffer, first making room for `want` bytes.
+    /// Without a deadline the connection is idle and waits for its next request.
+    fn fill(&mut self, deadline: Option<Instant>, want: usize) -> Result<(), ReadError> {
+        let timeout = match deadline {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None if self.served => self.context().idle_timeout,
+            None => self
+                .context()
+                .request_timeout
+                .min(self.context().idle_timeout),
+        };
+        if timeout.is_zero() {
+            return Err(ReadError::Reject(Rejection::RequestTimeout));
+        }
+        if self.read_timeout != Some(timeout) {
+            // Best effort: without it the request deadline is still checked after each read.
+            let _ = self.stream.set_read_timeout(Some(timeout));
+            self.read_timeout = Some(timeout);
+        }
+        if self.buffer.len() - self.filled < want {
+            // Grow at most by doubling: memory follows the bytes that actually arrive, not a
+            // Content-Length that a slow or idle client announces.
+            let room = want.min(self.buffer.len().max(HEAD_READ_SPACE));
+            self.grow(self.filled + room)?;
+        }
+        let space = self.buffer.get_mut(self.filled..).unwrap_or_default();
+        match self.stream.read(space) {
+            Ok(0) => Err(ReadError::Gone),
+            Ok(read) => {
+                self.filled += read;
+                Ok(())
+            }
+            Err(error) if is_timeout(&error) && deadline.is_some() => {
+                Err(ReadError::Reject(Rejection::RequestTimeout))
+            }
+            Err(error) => {
+                debug!("connection read ended: {error}");
+                Err(ReadError::Gone)
+            }
+        }
+    }
+
+    /// Grows the buffer to `len` bytes within the process-wide `BUFFERED_BYTES_MAX`.
+    fn grow(&mut self, len: usize) -> Result<(), ReadError> {
+        let extra = len.saturating_sub(CONNECTION_BUFFER_IDLE.max(self.buffer.len()));
+        if extra > 0 && !admission::reserve_bytes(extra, BUFFERED_BYTES_MAX) {
+            return Err(ReadError::Reject(Rejection::Unavailable));
+        }
+        self.reserved += extra;
+        self.buffer.resize(len, 0);
+        Ok(())
+    }
+
+    /// Drops the first `consumed` bytes (a handled request), keeping pipelined ones.
+    fn consume(&mut self, consumed: usize) {
+        let consumed = consumed.min(self.filled);
+        self.buffer.copy_within(consumed..self.filled, 0);
+        self.filled -= consumed;
+        if self.buffer.len() > CONNECTION_BUFFER_IDLE && self.filled <= CONNECTION_BUFFER_IDLE {
+            self.buffer.truncate(CONNECTION_BUFFER_IDLE);
+            self.buffer.shrink_to_fit();
+            admission::release_bytes(std::mem::take(&mut self.reserved));
+        }
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        admission::release_bytes(self.reserved);
+    }
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
