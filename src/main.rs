@@ -25,8 +25,12 @@ const IDLE_POLL_NS: u64 = 1_000_000_000;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Folder of the private cluster used when `DATABASE_URL` is unset.
 const LOCAL_DATA_DIR: &str = ".hooksink/pgdata";
-/// Port of that private cluster, unless it is taken.
-const LOCAL_PORT: u16 = 54329;
+/// Port of that private cluster, unless it is taken; below Linux's ephemeral range (32768..)
+/// so that no outgoing connection can hold it when the cluster restarts after a crash.
+const LOCAL_PORT: u16 = 25432;
+/// Ports tried from `LOCAL_PORT` on, all below the ephemeral range.
+const LOCAL_PORT_TRIES: u16 = 100;
+const _: () = assert!(LOCAL_PORT as u32 + LOCAL_PORT_TRIES as u32 <= 32768);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -147,13 +151,21 @@ fn database_url(config: &Config) -> Result<(String, Option<LocalPostgres>), Stri
     if let Some(url) = &config.database_url {
         return Ok((url.clone(), None));
     }
+    let dir = Path::new(LOCAL_DATA_DIR);
     info!("DATABASE_URL is unset: starting a private PostgreSQL in {LOCAL_DATA_DIR}");
-    let options = localdb::Options {
-        port: local_port(),
-        fsync: true,
+    let Some(port) = local_port() else {
+        return Err(format!(
+            "no free port for the private PostgreSQL in {LOCAL_PORT}..{}",
+            u32::from(LOCAL_PORT) + u32::from(LOCAL_PORT_TRIES)
+        ));
     };
-    match LocalPostgres::start(Path::new(LOCAL_DATA_DIR), &options) {
-        Ok(local) => Ok((local.url("postgres"), Some(local))),
+    let options = localdb::Options { port, fsync: true };
+    match LocalPostgres::start(dir, &options) {
+        Ok(local) => {
+            let url = local.url("postgres");
+            info!("private PostgreSQL ready at {url}");
+            Ok((url, Some(local)))
+        }
         Err(error) => Err(format!("cannot start the private PostgreSQL: {error}")),
     }
 }
@@ -170,17 +182,14 @@ fn ensure_port_free(address: SocketAddr) -> Result<(), String> {
     }
 }
 
-/// `LOCAL_PORT`, or any free port when another server (another checkout's cluster) holds it.
-fn local_port() -> u16 {
-    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).ok();
-    if free(LOCAL_PORT).is_some() {
-        return LOCAL_PORT;
+/// `LOCAL_PORT`, or the next free one when another server (another checkout's cluster)
+/// holds it.
+fn local_port() -> Option<u16> {
+    let port = localdb::free_port(LOCAL_PORT, LOCAL_PORT_TRIES)?;
+    if port != LOCAL_PORT {
+        info!("port {LOCAL_PORT} is taken: the private PostgreSQL uses port {port}");
     }
-    let port = free(0)
-        .and_then(|probe| probe.local_addr().ok())
-        .map_or(LOCAL_PORT, |address| address.port());
-    info!("port {LOCAL_PORT} is taken: the private PostgreSQL uses port {port}");
-    port
+    Some(port)
 }
 
 /// Connects once to the listener so a blocked `accept` returns and sees the shutdown flag.

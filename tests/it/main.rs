@@ -19,4 +19,5 @@ mod json_abuse;
 mod keep_alive;
 mod localdb;
 mod scale;
+mod selfheal;
 mod timeouts;
