@@ -62,9 +62,10 @@ fn with_config(run: impl FnOnce(Config) -> ExitCode) -> ExitCode {
 }
 
 fn with_database(apply: bool) -> ExitCode {
-    with_config(|config| match config.database_url.as_deref() {
-        Some(url) => cli::database_command(&config, url, apply),
-        None => cli::fail("DATABASE_URL is not set"),
+    with_config(|config| match database_url(&config, Private::Reuse) {
+        // `_local`, a cluster started for this command, stops when the command is done.
+        Ok((url, _local)) => cli::database_command(&config, &url, apply),
+        Err(message) => cli::fail(&message),
     })
 }
 
@@ -74,7 +75,7 @@ fn serve(config: &Config) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         config.describe()
     );
-    let (url, local) = match database_url(config) {
+    let (url, local) = match database_url(config, Private::Start) {
         Ok(found) => found,
         Err(message) => return cli::fail(&message),
     };
@@ -146,12 +147,31 @@ fn serve(config: &Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `DATABASE_URL`, or a private cluster started in `LOCAL_DATA_DIR`.
-fn database_url(config: &Config) -> Result<(String, Option<LocalPostgres>), String> {
+/// Whether a private cluster already running in `LOCAL_DATA_DIR` is used or replaced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Private {
+    /// `migrate` and `check-config` use a server's running cluster.
+    Reuse,
+    /// The server starts its own, stopping one left by a crashed run.
+    Start,
+}
+
+/// `DATABASE_URL`, or the private cluster in `LOCAL_DATA_DIR`: the one running there when
+/// `private` says so, else one started now (and stopped when the value is dropped).
+fn database_url(
+    config: &Config,
+    private: Private,
+) -> Result<(String, Option<LocalPostgres>), String> {
     if let Some(url) = &config.database_url {
         return Ok((url.clone(), None));
     }
     let dir = Path::new(LOCAL_DATA_DIR);
+    if private == Private::Reuse
+        && let Some(url) = localdb::running_url(dir, "postgres")
+    {
+        info!("DATABASE_URL is unset: using the private PostgreSQL running at {url}");
+        return Ok((url, None));
+    }
     info!("DATABASE_URL is unset: starting a private PostgreSQL in {LOCAL_DATA_DIR}");
     let Some(port) = local_port() else {
         return Err(format!(

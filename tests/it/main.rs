@@ -18,6 +18,7 @@ mod framing;
 mod json_abuse;
 mod keep_alive;
 mod localdb;
+mod private_cli;
 mod scale;
 mod selfheal;
 mod timeouts;
