@@ -6,7 +6,9 @@ use std::process::{Command, Output};
 
 use hooksink::localdb::bin_dir;
 
-use crate::support::{EXAMPLE, SECRET, Server, post_webhook, scratch_dir, unique_id};
+use crate::support::{
+    EXAMPLE, SECRET, Server, post_webhook, postmaster_pid, scratch_dir, unique_id,
+};
 
 /// `hooksink args` in `cwd` with only the secret set.
 fn hooksink_in(cwd: &Path, args: &[&str]) -> Output {
@@ -33,9 +35,8 @@ fn url_after(log: &str, marker: &str) -> String {
     log[start..].split_whitespace().next().unwrap().to_owned()
 }
 
-fn postmaster_pid(cwd: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(cwd.join(".hooksink/pgdata/postmaster.pid")).ok()?;
-    text.lines().next().map(str::to_owned)
+fn private_postmaster(cwd: &Path) -> Option<i32> {
+    postmaster_pid(&cwd.join(".hooksink/pgdata"))
 }
 
 /// The SQL of the README's `psql "postgres://..." -c '...'` line.
@@ -68,7 +69,7 @@ fn commands_without_database_url_use_the_private_cluster_and_psql_reads_it() {
     let url = url_after(&log, "private PostgreSQL ready at ");
     assert!(url.starts_with("postgres://postgres@127.0.0.1:"), "{url}");
     assert_eq!(
-        postmaster_pid(&cwd),
+        private_postmaster(&cwd),
         None,
         "check-config left its cluster running"
     );
@@ -81,7 +82,7 @@ fn commands_without_database_url_use_the_private_cluster_and_psql_reads_it() {
         text(&migrate.stderr)
     );
     assert_eq!(
-        postmaster_pid(&cwd),
+        private_postmaster(&cwd),
         None,
         "migrate left its cluster running"
     );
@@ -89,7 +90,7 @@ fn commands_without_database_url_use_the_private_cluster_and_psql_reads_it() {
     let server = Server::start_with(None, Some(&cwd), &[], None);
     let id = unique_id("psql");
     assert_eq!(post_webhook(server.addr(), &id, EXAMPLE).status, 200);
-    let running = postmaster_pid(&cwd).unwrap();
+    let running = private_postmaster(&cwd).unwrap();
     let url = url_after(&server.log_text(), "private PostgreSQL ready at ");
     let check = hooksink_in(&cwd, &["check-config"]);
     let log = text(&check.stderr);
@@ -103,7 +104,7 @@ fn commands_without_database_url_use_the_private_cluster_and_psql_reads_it() {
         url
     );
     assert_eq!(
-        postmaster_pid(&cwd),
+        private_postmaster(&cwd),
         Some(running),
         "check-config replaced the server's cluster"
     );

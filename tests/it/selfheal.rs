@@ -12,17 +12,12 @@ use hooksink::limits::RETRY_AFTER_SECS;
 use hooksink::localdb::{RESTART_DELAY_MAX, RESTART_DELAY_MIN};
 
 use crate::support::{
-    EXAMPLE, Load, Server, db, post_webhook, private_cluster, scratch_dir, unique_id, wait_until,
+    EXAMPLE, Load, Server, db, post_webhook, postmaster_pid, private_cluster, scratch_dir,
+    unique_id, wait_until,
 };
 
 /// After the kill, the server must answer 200 again within this time.
 const RECOVERY_MAX: Duration = Duration::from_secs(15);
-
-/// The pid in line 1 of the cluster's `postmaster.pid`.
-fn postmaster_pid(data_dir: &Path) -> i32 {
-    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).unwrap();
-    text.lines().next().unwrap().trim().parse().unwrap()
-}
 
 fn kill(pid: i32, signal: i32) {
     // SAFETY: kill has no memory effects.
@@ -62,7 +57,7 @@ fn private_postmaster_killed_under_load_restarts_and_every_accepted_id_is_stored
     let load = Load::until_stopped(addr, &prefix, 4);
     thread::sleep(Duration::from_millis(500));
 
-    let old_pid = postmaster_pid(&data_dir);
+    let old_pid = postmaster_pid(&data_dir).unwrap();
     kill(old_pid, libc::SIGKILL);
     let killed = Instant::now();
     let mut probe_503s = 0;
@@ -108,7 +103,7 @@ fn private_postmaster_killed_under_load_restarts_and_every_accepted_id_is_stored
         )),
         "{log}"
     );
-    assert_ne!(postmaster_pid(&data_dir), old_pid);
+    assert_ne!(postmaster_pid(&data_dir).unwrap(), old_pid);
 
     let mut client = db(&url);
     let rows = client
@@ -154,7 +149,7 @@ fn killed_postmaster_is_restarted_on_the_same_port_with_its_data() {
         .unwrap();
     // The harness runs with synchronous_commit off: a checkpoint makes the row crash-safe.
     client.batch_execute("CHECKPOINT").unwrap();
-    let old_pid = postmaster_pid(cluster.data_dir());
+    let old_pid = postmaster_pid(cluster.data_dir()).unwrap();
     kill(old_pid, libc::SIGKILL);
     let back = wait_until(RECOVERY_MAX, || {
         postgres::Client::connect(&url, postgres::NoTls)
@@ -164,14 +159,14 @@ fn killed_postmaster_is_restarted_on_the_same_port_with_its_data() {
     let log = std::fs::read_to_string(cluster.log_path()).unwrap();
     assert!(back, "not back within {RECOVERY_MAX:?}; log:\n{log}");
     assert!(cluster.is_running());
-    assert_ne!(postmaster_pid(cluster.data_dir()), old_pid);
+    assert_ne!(postmaster_pid(cluster.data_dir()).unwrap(), old_pid);
 }
 
 #[test]
 fn restart_waits_until_a_port_taken_meanwhile_is_free_again() {
     let cluster = private_cluster();
     let url = cluster.url("postgres");
-    kill(postmaster_pid(cluster.data_dir()), libc::SIGKILL);
+    kill(postmaster_pid(cluster.data_dir()).unwrap(), libc::SIGKILL);
     // Stands in for an outgoing connection given the port while the postmaster was down.
     let started = Instant::now();
     let thief = loop {
