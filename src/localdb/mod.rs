@@ -88,7 +88,8 @@ pub struct LocalPostgres {
 impl LocalPostgres {
     /// Runs `initdb` if `data_dir` holds no cluster, then starts `postgres -D data_dir` and waits
     /// until it answers a query. A postmaster left running on `data_dir` by a crashed run of ours
-    /// is stopped first.
+    /// is stopped first. From then on a postmaster that exits without [`LocalPostgres::stop`] is
+    /// started again, on the same port, after a back-off.
     pub fn start(data_dir: &Path, options: &Options) -> Result<LocalPostgres, Error> {
         let dir = std::path::absolute(data_dir).map_err(io_error("resolve", data_dir))?;
         let account = if is_root() {
