@@ -64,7 +64,10 @@ fn private_postmaster_killed_under_load_restarts_and_every_accepted_id_is_stored
     let recovered = loop {
         let answer = post_webhook(addr, &unique_id("probe"), EXAMPLE);
         match answer.status {
-            200 => break killed.elapsed(),
+            // A backend still busy when its postmaster dies can finish a commit: a 200 counts
+            // as recovered only after the outage was seen.
+            200 if probe_503s > 0 => break killed.elapsed(),
+            200 => {}
             503 => {
                 let retry_after = RETRY_AFTER_SECS.to_string();
                 assert_eq!(answer.header("retry-after"), Some(retry_after.as_str()));
@@ -95,7 +98,6 @@ fn private_postmaster_killed_under_load_restarts_and_every_accepted_id_is_stored
             _ => panic!("{outcome:?}\n{}", server.log_text()),
         }
     }
-    assert!(probe_503s + unavailable > 0, "the kill went unnoticed");
     let log = server.log_text();
     assert!(
         log.contains(&format!(
@@ -105,7 +107,10 @@ fn private_postmaster_killed_under_load_restarts_and_every_accepted_id_is_stored
     );
     assert_ne!(postmaster_pid(&data_dir).unwrap(), old_pid);
 
-    let mut client = db(&url);
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|e| {
+        let log = std::fs::read_to_string(data_dir.join("postgres.log")).unwrap_or_default();
+        panic!("{url}: {e:?}\n{log}")
+    });
     let rows = client
         .query(
             "SELECT event_id, count(*) FROM webhook_events WHERE event_id LIKE $1 GROUP BY 1",
