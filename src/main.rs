@@ -26,8 +26,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Folder of the private cluster used when `DATABASE_URL` is unset.
 const LOCAL_DATA_DIR: &str = ".hooksink/pgdata";
 /// Port of that private cluster, unless it is taken; below Linux's ephemeral range (32768..)
-/// so that no outgoing connection can hold it when the cluster restarts after a crash.
-const LOCAL_PORT: u16 = 25432;
+/// so that no outgoing connection can hold it when the cluster restarts after a crash, and
+/// below the test harness's ports (20000..32000), which could take it during a restart.
+const LOCAL_PORT: u16 = 15432;
 /// Ports tried from `LOCAL_PORT` on, all below the ephemeral range.
 const LOCAL_PORT_TRIES: u16 = 100;
 const _: () = assert!(LOCAL_PORT as u32 + LOCAL_PORT_TRIES as u32 <= 32768);
