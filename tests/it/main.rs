@@ -13,4 +13,6 @@ mod durability;
 mod faults;
 mod hostile;
 mod localdb;
+mod replication;
 mod scale;
+mod standby;
