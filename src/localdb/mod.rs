@@ -145,6 +145,14 @@ impl LocalPostgres {
         }
     }
 
+    /// From now on an unexpected exit is final, as when the cluster's machine dies: a primary
+    /// that a failover replaced must not come back beside the promoted standby.
+    pub fn forgo_restarts(&self) {
+        if let Some(postmaster) = &self.postmaster {
+            postmaster.forgo_restarts();
+        }
+    }
+
     /// Stops the cluster if it runs and starts it again on the same folder and port.
     pub fn restart(&mut self) -> Result<(), Error> {
         self.stop()?;

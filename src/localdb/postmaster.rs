@@ -124,6 +124,11 @@ impl Postmaster {
         state.heal
     }
 
+    /// An unexpected exit from now on is not followed by a restart.
+    pub(super) fn forgo_restarts(&self) {
+        self.shared.lock().heal = false;
+    }
+
     /// Fast shutdown (SIGINT), then SIGKILL after [`STOP_TIMEOUT`]; no restart follows, and a
     /// restart waiting out its back-off is called off.
     pub(super) fn stop(self) -> Result<(), Error> {

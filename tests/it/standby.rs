@@ -97,6 +97,7 @@ impl Pair {
     /// SIGKILL to the primary's postmaster and every backend (its process group), as when
     /// its machine dies.
     pub fn kill_primary(&self) {
+        self.primary.forgo_restarts();
         let pid_file = fs::read_to_string(self.primary.data_dir().join("postmaster.pid")).unwrap();
         let pid: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
         // SAFETY: kill has no memory effects; localdb starts each postmaster in a group of its own.
