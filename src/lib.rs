@@ -35,4 +35,5 @@ pub mod service;
 pub mod signature;
 pub mod store;
 pub mod stripe_event;
+pub mod text;
 pub mod transform;

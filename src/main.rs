@@ -71,7 +71,8 @@ fn serve(config: &Config) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         config.describe()
     );
-    for source in secret::published_in(&config.secrets) {
+    let published = config.webhook_keys.as_ref().map(secret::published_in);
+    for source in published.unwrap_or_default() {
         warn!(
             "WEBHOOK_SECRET includes the published secret from {source}: anyone can sign \
              webhooks this server accepts; make your own with `hooksink secret`"
@@ -120,7 +121,8 @@ fn serve(config: &Config) -> ExitCode {
     };
     let address = listener.local_addr().unwrap_or(config.listen_addr);
     let context: &'static Context = Box::leak(Box::new(Context {
-        secrets: config.secrets.clone(),
+        webhook_keys: config.webhook_keys.clone(),
+        stripe_secrets: config.stripe_secrets.clone(),
         body_size_max: config.body_size_max,
         tolerance_secs: config.tolerance_secs,
         request_timeout: config.request_timeout,
