@@ -1,4 +1,5 @@
-//! The subcommands besides serving: `sign`, `migrate`, `check-config`, `--help`, `--version`.
+//! The subcommands besides serving: `sign`, `secret`, `keypair`, `migrate`, `check-config`,
+//! `--help`, `--version`.
 //!
 //! Each returns the process exit code; messages go to stdout (results) or stderr (problems).
 
@@ -6,11 +7,12 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{self, Accepts, Config, VARIABLES};
+use crate::config::{Accepts, Config, VARIABLES};
 use crate::db_error;
 use crate::limits::BODY_SIZE_MAX;
 use crate::secret;
-use crate::signature;
+use crate::signature::standard::{Keys, PrivateKey};
+use crate::signature::{self, Scheme, stripe};
 use crate::store;
 
 /// Text of `hooksink --help`.
@@ -18,13 +20,18 @@ pub fn help() -> String {
     let mut text = format!(
         "hooksink {}: receives signed payment webhooks and stores them in PostgreSQL\n\n\
          USAGE:\n  hooksink                 serve (POST /webhook, GET /healthz /readyz /metrics)\n  \
-         hooksink sign [--id ID] [--timestamp SECS]\n                           \
-         read a body on stdin, print its webhook-* headers\n  \
+         hooksink sign [--scheme standard|stripe] [--id ID] [--private-key] [--timestamp SECS]\n\
+         {pad:27}read a body on stdin, print its signature headers (sign --help)\n  \
          hooksink secret          print a fresh random whsec_ secret for WEBHOOK_SECRET\n  \
+         hooksink keypair         print a fresh ed25519 key pair: a whsk_ private key for\n\
+         {pad:27}WEBHOOK_SIGNING_KEY (sign --private-key) and its whpk_ public key for\n\
+         {pad:27}WEBHOOK_SECRET\n  \
          hooksink migrate         apply sql/ migrations and exit\n  \
          hooksink check-config    validate the environment, connect to the database, exit\n  \
          hooksink --help | --version\n\nENVIRONMENT:\n",
-        env!("CARGO_PKG_VERSION")
+        env!("CARGO_PKG_VERSION"),
+        // Continuation lines line up under the first column of descriptions.
+        pad = "",
     );
     for variable in VARIABLES {
         let range = match variable.accepts {
@@ -39,58 +46,92 @@ pub fn help() -> String {
     text
 }
 
+/// The variable `sign` takes its Standard Webhooks secret from, as the server does.
+const SECRET_VARIABLE: &str = "WEBHOOK_SECRET";
+/// The variable `sign --scheme stripe` takes its secret from, as `/stripe` does.
+const STRIPE_SECRET_VARIABLE: &str = "STRIPE_WEBHOOK_SECRET";
+/// The variable `sign --private-key` takes its `whsk_` key from. Never an argument: other
+/// users of the machine read every process's arguments (`ps`, `/proc/PID/cmdline`).
+const SIGNING_KEY_VARIABLE: &str = "WEBHOOK_SIGNING_KEY";
+/// How `sign --scheme stripe` names its header line, as Stripe's documentation writes it.
+const STRIPE_HEADER_LINE: &str = "Stripe-Signature";
+
 /// The one-line usage of `hooksink sign`.
-const SIGN_USAGE: &str = "usage: hooksink sign [--id ID] [--timestamp SECS] < body";
+const SIGN_USAGE: &str = "usage: hooksink sign [--scheme standard|stripe] [--id ID] [--private-key] \
+    [--timestamp SECS] < body";
 
 /// Text of `hooksink sign --help` after the usage line.
-const SIGN_HELP: &str = "Reads a body on stdin and prints its webhook-id, webhook-timestamp and webhook-signature\n\
-    header lines, signed with the first secret of WEBHOOK_SECRET.\n\n  \
-    --id ID           webhook-id to sign (default: a new one each run; repeat an id to\n                    \
-    send a duplicate)\n  \
-    --timestamp SECS  webhook-timestamp in unix seconds (default: now)\n";
+const SIGN_HELP: &str = "Reads a body on stdin and prints its signature header lines, for curl -H @-.\n\n  \
+    --scheme standard  (default) webhook-id, webhook-timestamp and webhook-signature lines,\n                     \
+    v1 (HMAC-SHA256) with the first whsec_ secret of WEBHOOK_SECRET\n  \
+    --scheme stripe    one Stripe-Signature: t=...,v1=... line, with the first secret of\n                     \
+    STRIPE_WEBHOOK_SECRET (the whsec_ string as is is the key)\n  \
+    --id ID            webhook-id to sign (standard only; default: a new one each run;\n                     \
+    repeat an id to send a duplicate)\n  \
+    --private-key      sign v1a (ed25519) with the whsk_ key in WEBHOOK_SIGNING_KEY instead\n                     \
+    (standard only; hooksink keypair makes one; keys are never taken\n                     \
+    from arguments, which other users see in ps)\n  \
+    --timestamp SECS   signed timestamp in unix seconds (default: now)\n";
 
-/// `hooksink sign`: prints `webhook-id`, `webhook-timestamp` and `webhook-signature` header
-/// lines for the body on stdin, signed with the first secret of `WEBHOOK_SECRET`.
+/// What `hooksink sign` was asked for; the keys are read after the arguments check out.
+struct SignRequest {
+    scheme: Scheme,
+    id: Option<String>,
+    private_key: bool,
+    timestamp: Option<i64>,
+}
+
+/// The key a `SignRequest` signs with, read from the environment.
+enum Signer {
+    Standard(signature::Secrets),
+    StandardPrivate(PrivateKey),
+    Stripe(stripe::Secrets),
+}
+
+/// `hooksink sign`: prints the signature header lines of the body on stdin (see `SIGN_HELP`).
 pub fn sign(args: &[String]) -> ExitCode {
-    let now = now_secs();
-    let mut id = format!("msg_{now:x}{:x}", std::process::id());
-    let mut timestamp = now;
-    let mut rest = args.iter();
-    while let Some(flag) = rest.next() {
-        if matches!(flag.as_str(), "--help" | "-h") {
+    let request = match parse_sign_args(args) {
+        Ok(Some(request)) => request,
+        Ok(None) => {
             print!("{SIGN_USAGE}\n\n{SIGN_HELP}");
             return ExitCode::SUCCESS;
         }
-        let value = rest.next();
-        match (flag.as_str(), value) {
-            ("--id", Some(value)) => id.clone_from(value),
-            ("--timestamp", Some(value)) => match value.parse() {
-                Ok(value) => timestamp = value,
-                Err(_) => return fail("--timestamp takes unix seconds"),
-            },
-            _ => return fail(SIGN_USAGE),
-        }
-    }
-    // Worded as the server words it: the same condition gets the same message.
-    let Ok(secret) = std::env::var(config::WEBHOOK_SECRET.name) else {
-        return fail(&config::Error::Missing(&config::WEBHOOK_SECRET).to_string());
+        Err(message) => return fail(&message),
     };
-    let secrets = match signature::Secrets::parse(&secret) {
-        Ok(secrets) => secrets,
-        Err(error) => return fail(&error.to_string()),
+    let signer = match signer(&request) {
+        Ok(signer) => signer,
+        Err(message) => return fail(&message),
     };
     let mut body = Vec::new();
     let limit = BODY_SIZE_MAX as u64 + 1;
     if let Err(error) = std::io::stdin().take(limit).read_to_end(&mut body) {
         return fail(&format!("cannot read the body from stdin: {error}"));
     }
-    let signature = signature::sign(&secrets, &id, timestamp, &body);
-    let mut out = std::io::stdout().lock();
-    let written = write!(
-        out,
-        "webhook-id: {id}\nwebhook-timestamp: {timestamp}\nwebhook-signature: {signature}\n"
-    );
-    match written {
+    if body.len() > BODY_SIZE_MAX {
+        return fail(&format!(
+            "the body on stdin is longer than {BODY_SIZE_MAX} bytes, the most hooksink accepts"
+        ));
+    }
+    let now = now_secs();
+    let timestamp = request.timestamp.unwrap_or(now);
+    let id = request
+        .id
+        .unwrap_or_else(|| format!("msg_{now:x}{:x}", std::process::id()));
+    let lines = match signer {
+        Signer::Standard(secrets) => standard_lines(
+            &id,
+            timestamp,
+            &signature::sign(&secrets, &id, timestamp, &body),
+        ),
+        Signer::StandardPrivate(key) => {
+            standard_lines(&id, timestamp, &key.sign(&id, timestamp, &body))
+        }
+        Signer::Stripe(secrets) => format!(
+            "{STRIPE_HEADER_LINE}: {}\n",
+            stripe::sign(&secrets, timestamp, &body)
+        ),
+    };
+    match std::io::stdout().lock().write_all(lines.as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
     }
@@ -103,7 +144,21 @@ pub fn secret() -> ExitCode {
             println!("{secret}");
             ExitCode::SUCCESS
         }
-        Err(error) => fail(&format!("cannot read the system's random source: {error}")),
+        Err(error) => fail(&random_source_error(&error)),
+    }
+}
+
+/// `hooksink keypair`: prints a fresh ed25519 key pair as two `NAME=value` lines, each named
+/// for the variable it goes in: the private key for the sender, the public key for hooksink
+/// (alone, or added to the secrets already in `WEBHOOK_SECRET`).
+pub fn keypair() -> ExitCode {
+    match PrivateKey::generate() {
+        Ok(key) => {
+            let (private, public) = (key.to_text(), key.public_key());
+            println!("{SIGNING_KEY_VARIABLE}={private}\n{SECRET_VARIABLE}={public}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&random_source_error(&error)),
     }
 }
 
@@ -159,6 +214,93 @@ pub fn database_command(config: &Config, database_url: &str, apply: bool) -> Exi
 pub fn fail(message: &str) -> ExitCode {
     eprintln!("hooksink: {message}");
     ExitCode::FAILURE
+}
+
+/// `sign`'s arguments; `Ok(None)` for `--help`. Messages never repeat an argument that looks
+/// like a key.
+fn parse_sign_args(args: &[String]) -> Result<Option<SignRequest>, String> {
+    let mut request = SignRequest {
+        scheme: Scheme::Standard,
+        id: None,
+        private_key: false,
+        timestamp: None,
+    };
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        if KEY_PREFIXES.iter().any(|prefix| flag.starts_with(prefix)) {
+            return Err(format!(
+                "sign reads keys from the environment, never from arguments (other users see \
+                 those in ps): set {SECRET_VARIABLE}, {STRIPE_SECRET_VARIABLE} or \
+                 {SIGNING_KEY_VARIABLE}"
+            ));
+        }
+        match flag.as_str() {
+            "--help" | "-h" => return Ok(None),
+            "--private-key" => request.private_key = true,
+            "--scheme" => {
+                request.scheme = match rest.next().map(String::as_str) {
+                    Some("standard") => Scheme::Standard,
+                    Some("stripe") => Scheme::Stripe,
+                    _ => return Err("--scheme takes standard or stripe".to_owned()),
+                }
+            }
+            "--id" => request.id = Some(rest.next().ok_or(SIGN_USAGE)?.clone()),
+            "--timestamp" => match rest.next().map(|value| value.parse()) {
+                Some(Ok(value)) => request.timestamp = Some(value),
+                _ => return Err("--timestamp takes unix seconds".to_owned()),
+            },
+            _ => return Err(SIGN_USAGE.to_owned()),
+        }
+    }
+    if request.scheme == Scheme::Stripe {
+        // Stripe signs no id (the event id is in the body) and has no public-key signatures.
+        for (given, flag) in [
+            (request.id.is_some(), "--id"),
+            (request.private_key, "--private-key"),
+        ] {
+            if given {
+                return Err(format!("{flag} applies to --scheme standard only"));
+            }
+        }
+    }
+    Ok(Some(request))
+}
+
+/// Argument starts that mark a key someone tried to pass on the command line.
+const KEY_PREFIXES: [&str; 3] = ["whsec_", "whsk_", "whpk_"];
+
+/// The key `request` signs with, from the variable its scheme reads. Errors name the variable
+/// and the problem, never the value.
+fn signer(request: &SignRequest) -> Result<Signer, String> {
+    // Worded as the server words an unset variable (`config::Error::Missing`).
+    let read = |name: &'static str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+    match (request.scheme, request.private_key) {
+        (Scheme::Stripe, _) => stripe::Secrets::parse(&read(STRIPE_SECRET_VARIABLE)?)
+            .map(Signer::Stripe)
+            .map_err(|error| error.to_string()),
+        (Scheme::Standard, true) => PrivateKey::parse(&read(SIGNING_KEY_VARIABLE)?)
+            .map(Signer::StandardPrivate)
+            .map_err(|error| format!("{SIGNING_KEY_VARIABLE}: {error}")),
+        (Scheme::Standard, false) => {
+            // Parsed as the server parses it, so a list that also holds whpk_ keys signs too.
+            let keys = Keys::parse(&read(SECRET_VARIABLE)?).map_err(|error| error.to_string())?;
+            keys.secrets().map(Signer::Standard).ok_or_else(|| {
+                format!(
+                    "{SECRET_VARIABLE} holds only whpk_ public keys, which cannot sign: use \
+                     --private-key with the whsk_ key in {SIGNING_KEY_VARIABLE}"
+                )
+            })
+        }
+    }
+}
+
+/// The three Standard Webhooks header lines.
+fn standard_lines(id: &str, timestamp: i64, signature: &str) -> String {
+    format!("webhook-id: {id}\nwebhook-timestamp: {timestamp}\nwebhook-signature: {signature}\n")
+}
+
+fn random_source_error(error: &std::io::Error) -> String {
+    format!("cannot read the system's random source: {error}")
 }
 
 fn now_secs() -> i64 {

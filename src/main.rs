@@ -41,6 +41,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("secret") => cli::secret(),
+        Some("keypair") => cli::keypair(),
         Some("sign") => cli::sign(args.get(1..).unwrap_or_default()),
         Some("migrate") => with_database(true),
         Some("check-config") => with_database(false),

@@ -34,7 +34,7 @@ pub const PUBLISHED: &[(&str, &str)] = &[
 /// A fresh `whsec_<base64>` secret from the operating system's random source.
 pub fn generate() -> io::Result<String> {
     let mut key = [0u8; KEY_SIZE];
-    fill_random(&mut key)?;
+    signature::fill_random(&mut key)?;
     Ok(format!("whsec_{}", STANDARD.encode(key)))
 }
 
@@ -62,23 +62,6 @@ pub fn published_in(keys: &Keys) -> Vec<&'static str> {
         })
         .map(|(_, source)| *source)
         .collect()
-}
-
-fn fill_random(buffer: &mut [u8]) -> io::Result<()> {
-    let mut filled = 0;
-    while let Some(rest) = buffer.get_mut(filled..).filter(|rest| !rest.is_empty()) {
-        // SAFETY: the kernel writes at most `rest.len()` bytes into `rest`.
-        let got = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if got < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(error);
-        }
-        filled += got as usize;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

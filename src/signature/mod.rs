@@ -4,8 +4,9 @@
 //! A scheme is one file here. It names the headers it reads (`HEADER_NAMES`), parses its keys
 //! once at start-up, and verifies through a header lookup, so the HTTP layer only collects the
 //! headers that `Scheme::header_names` lists and never knows what they mean. All schemes share
-//! one `Error`, which the HTTP layer answers 401 `invalid_signature`. Everything here is pure:
-//! the caller passes the clock in as `now_secs`.
+//! one `Error`, which the HTTP layer answers 401 `invalid_signature`. Everything here is pure
+//! (the caller passes the clock in as `now_secs`) but key generation, which reads the kernel's
+//! random source through `fill_random`.
 
 pub mod standard;
 pub mod stripe;
@@ -198,6 +199,26 @@ fn parse_id(raw: &[u8]) -> Option<&str> {
         return None;
     }
     std::str::from_utf8(raw).ok()
+}
+
+/// Fills `buffer` from the kernel's CSPRNG (`getrandom(2)`), retrying on interruption: the
+/// one source of key material (`whsec_` secrets in `secret`, `whsk_` keys here).
+pub(crate) fn fill_random(buffer: &mut [u8]) -> std::io::Result<()> {
+    let mut filled = 0;
+    while let Some(rest) = buffer.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+        // SAFETY: `rest` is valid for writes of `rest.len()` bytes for the whole call.
+        let count = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match usize::try_from(count) {
+            Ok(count) => filled += count,
+            Err(_) => {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::{Error, Verified, check_window, parse_id, parse_timestamp};
+use super::{Error, Verified, check_window, fill_random, parse_id, parse_timestamp};
 use crate::limits::{SECRETS_COUNT_MAX, SIGNATURES_COUNT_MAX, V1A_SIGNATURES_COUNT_MAX};
 
 /// The three header names of one family; a request must use one family throughout.
@@ -130,6 +130,17 @@ impl Keys {
     /// Always false, because `parse` refuses an empty list.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The symmetric secrets of a list that may also hold public keys; None when it holds
+    /// public keys only. `hooksink sign` signs `v1` with the first of them.
+    pub fn secrets(&self) -> Option<Secrets> {
+        let first = self.symmetric.first()?.clone();
+        let keys = Keys {
+            symmetric: self.symmetric.clone(),
+            public: Vec::new(),
+        };
+        Some(Secrets { first, keys })
     }
 }
 
@@ -450,25 +461,6 @@ fn decode_exact<const N: usize>(encoded: &[u8]) -> Option<[u8; N]> {
         Ok(size) if size == N => Some(bytes),
         _ => None,
     }
-}
-
-/// Fills `buffer` from the kernel's CSPRNG (`getrandom(2)`), retrying on interruption.
-fn fill_random(buffer: &mut [u8]) -> std::io::Result<()> {
-    let mut filled = 0;
-    while let Some(rest) = buffer.get_mut(filled..).filter(|rest| !rest.is_empty()) {
-        // SAFETY: `rest` is valid for writes of `rest.len()` bytes for the whole call.
-        let count = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        match usize::try_from(count) {
-            Ok(count) => filled += count,
-            Err(_) => {
-                let error = std::io::Error::last_os_error();
-                if error.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(error);
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -905,6 +897,11 @@ mod tests {
         // The compatibility `Secrets` takes symmetric secrets only.
         check_secrets(WHPK, Err(SecretError::MissingPrefix { position: 1 }));
         check_secrets(&format!("{A} {WHPK}"), Err(SecretError::MissingPrefix { position: 2 }));
+        // A mixed list yields its secrets, first secret first, for signing.
+        let mixed = Keys::parse(&format!("{WHPK} {A} {B}")).unwrap().secrets().unwrap();
+        assert_eq!(mixed.len(), 2);
+        assert_eq!(sign(&mixed, ID, NOW, BODY), SIG_A);
+        assert!(Keys::parse(WHPK).unwrap().secrets().is_none());
     }
 
     #[test]
