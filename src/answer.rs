@@ -9,7 +9,7 @@ use std::fmt;
 use std::io::Write;
 
 use crate::limits::{HEAD_SIZE_MAX, HEADERS_COUNT_MAX, RETRY_AFTER_SECS};
-use crate::text::Text;
+use crate::text::{self, Text};
 use crate::{payload, signature};
 
 /// A successful answer.
@@ -282,7 +282,7 @@ pub fn write_success(out: &mut Vec<u8>, answer: &Answer, buffer: &[u8], connecti
         };
         return write_response(out, (200, "OK"), content_type, &[], body, connection);
     };
-    let id = id.resolve(buffer);
+    let id = text::resolve(id, buffer);
     let mut body = Vec::with_capacity(64 + id.len());
     body.extend_from_slice(b"{\"status\":\"");
     body.extend_from_slice(answer.outcome().label().as_bytes());

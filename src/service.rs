@@ -16,7 +16,7 @@ use crate::limits::COMMIT_WAIT_TIMEOUT;
 use crate::payload::{self, Event};
 use crate::signature::{Scheme, standard, stripe};
 use crate::store::{self, Pending, Pong, Replies, Reply, Store, Stored};
-use crate::text::Text;
+use crate::text::{self, Text};
 use crate::{stripe_event, transform};
 
 /// What the request handlers share.
@@ -225,7 +225,13 @@ fn prepare(
             let verified = standard::verify_delivery(keys, &delivery, body, now, tolerance)?;
             let webhook = payload::parse(body)?;
             let event = payload::validate(&webhook)?;
-            Ok(to_store(verified.id, verified.timestamp, &event, buffer))
+            Ok(to_store(
+                scheme,
+                verified.id,
+                verified.timestamp,
+                &event,
+                buffer,
+            ))
         }
         Scheme::Stripe => {
             let secrets = context.stripe_secrets.as_ref().ok_or(Rejection::NotFound)?;
@@ -233,22 +239,29 @@ fn prepare(
             let event = stripe_event::parse(body)?;
             match stripe_event::validate(&event)? {
                 stripe_event::Outcome::Store { id, created, event } => {
-                    Ok(to_store(&id, created, &event, buffer))
+                    Ok(to_store(scheme, &id, created, &event, buffer))
                 }
                 stripe_event::Outcome::Ignored { id } => Ok(Prepared::Ignore {
-                    id: Text::locate(&id, buffer),
+                    id: text::locate(&id, buffer),
                 }),
             }
         }
     }
 }
 
-/// The row for `event`, stored under `id`, detached from its borrow of `buffer`.
-fn to_store(id: &str, provider_ts: i64, event: &Event<'_>, buffer: &[u8]) -> Prepared {
+/// The row `scheme` verified for `event`, stored under `id`, detached from its borrow of
+/// `buffer`.
+fn to_store(
+    scheme: Scheme,
+    id: &str,
+    provider_ts: i64,
+    event: &Event<'_>,
+    buffer: &[u8],
+) -> Prepared {
     let row = transform::transform(id, provider_ts, event);
     Prepared::Store {
-        pending: Pending::new(&row, buffer),
-        id: Text::locate(id, buffer),
+        pending: Pending::new(&row, buffer, scheme),
+        id: text::locate(id, buffer),
     }
 }
 

@@ -11,7 +11,6 @@
 //! body is not copied before the database write; the buffer travels back with the answer.
 
 use std::collections::HashSet;
-use std::ops::Range;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,14 +22,19 @@ use postgres::{Client, NoTls, Statement};
 
 use crate::limits::{BATCH_SIZE_MAX, DB_CONNECT_TIMEOUT, DB_STATEMENT_TIMEOUT, QUEUE_LEN_MAX};
 use crate::metrics;
+use crate::signature::Scheme;
+use crate::text::{Text, locate, resolve};
 use crate::transform::{Amount, Row};
 
 /// Migrations in `sql/`, applied in this order, each once.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_webhook_events.sql",
-    include_str!("../sql/0001_webhook_events.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_webhook_events.sql",
+        include_str!("../sql/0001_webhook_events.sql"),
+    ),
+    (2, "0002_source.sql", include_str!("../sql/0002_source.sql")),
+];
 
 /// Key of the advisory lock that serialises migrations across instances ("hooksink" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x686f_6f6b_7369_6e6b;
@@ -38,13 +42,13 @@ const MIGRATION_LOCK_KEY: i64 = 0x686f_6f6b_7369_6e6b;
 /// One statement for any batch size: arrays in, the ids actually inserted out.
 const INSERT_BATCH: &str = "\
 INSERT INTO webhook_events (event_id, event_type, category, action, object_id, amount_cents, \
-currency, amount, metadata, provider_ts) \
+currency, amount, metadata, provider_ts, source) \
 SELECT e.id, e.event_type, e.category, e.action, e.object_id, e.amount_cents, e.currency, \
-e.amount::numeric(20,4), e.metadata::jsonb, to_timestamp(e.provider_ts) \
+e.amount::numeric(20,4), e.metadata::jsonb, to_timestamp(e.provider_ts), e.source \
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], \
-$7::text[], $8::text[], $9::text[], $10::int8[]) \
+$7::text[], $8::text[], $9::text[], $10::int8[], $11::text[]) \
 WITH ORDINALITY AS e(id, event_type, category, action, object_id, amount_cents, currency, \
-amount, metadata, provider_ts, position) \
+amount, metadata, provider_ts, source, position) \
 ORDER BY e.position \
 ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
 
@@ -96,13 +100,6 @@ impl Default for Replies {
     }
 }
 
-/// Text of a row: a span of the job's buffer when the request bytes hold it verbatim.
-#[derive(Debug)]
-enum Text {
-    Span(Range<usize>),
-    Owned(Box<str>),
-}
-
 /// A row detached from its borrow of the connection buffer, ready to travel with it.
 #[derive(Debug)]
 pub struct Pending {
@@ -116,6 +113,8 @@ pub struct Pending {
     amount: Amount,
     metadata: Text,
     provider_ts: i64,
+    /// The scheme that verified the row; its `name()` is the `source` column.
+    source: Scheme,
 }
 
 /// Handle the request side uses to reach the writers.
@@ -132,9 +131,9 @@ struct Job {
 }
 
 impl Pending {
-    /// Records where each value of `row` sits in `buffer`; values that are not in it (decoded
-    /// escapes, the `{}` default) are kept as owned text.
-    pub fn new(row: &Row<'_>, buffer: &[u8]) -> Pending {
+    /// Records where each value of `row` (verified by `source`) sits in `buffer`; values that
+    /// are not in it (decoded escapes, the `{}` default) are kept as owned text.
+    pub fn new(row: &Row<'_>, buffer: &[u8], source: Scheme) -> Pending {
         let text = |value: &str| locate(value, buffer);
         // Validation only passes codes of the ISO table; anything else would commit a wrong row.
         assert!(
@@ -157,6 +156,7 @@ impl Pending {
             amount: row.amount,
             metadata: text(row.metadata),
             provider_ts: row.provider_ts,
+            source,
         }
     }
 }
@@ -445,6 +445,7 @@ struct Columns<'a> {
     amounts: Vec<&'a str>,
     metadata: Vec<&'a str>,
     provider_ts: Vec<i64>,
+    sources: Vec<&'static str>,
     /// Per job: its event id, and whether it is the first job of the batch with that id.
     jobs: Vec<(&'a str, bool)>,
 }
@@ -463,6 +464,7 @@ impl<'a> Columns<'a> {
             amounts: Vec::with_capacity(n),
             metadata: Vec::with_capacity(n),
             provider_ts: Vec::with_capacity(n),
+            sources: Vec::with_capacity(n),
             jobs: Vec::with_capacity(n),
         };
         let mut seen: HashSet<&str> = HashSet::with_capacity(n);
@@ -493,11 +495,12 @@ impl<'a> Columns<'a> {
             columns.amounts.push(row.amount.as_str());
             columns.metadata.push(resolve(&row.metadata, buffer));
             columns.provider_ts.push(row.provider_ts);
+            columns.sources.push(row.source.name());
         }
         columns
     }
 
-    fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); 10] {
+    fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); 11] {
         [
             &self.ids,
             &self.event_types,
@@ -509,6 +512,7 @@ impl<'a> Columns<'a> {
             &self.amounts,
             &self.metadata,
             &self.provider_ts,
+            &self.sources,
         ]
     }
 
@@ -524,32 +528,6 @@ impl<'a> Columns<'a> {
                 }
             })
             .collect()
-    }
-}
-
-fn locate(value: &str, buffer: &[u8]) -> Text {
-    let start = (value.as_ptr() as usize).wrapping_sub(buffer.as_ptr() as usize);
-    let end = start.wrapping_add(value.len());
-    if start <= buffer.len() && end <= buffer.len() && start <= end {
-        Text::Span(start..end)
-    } else {
-        Text::Owned(value.into())
-    }
-}
-
-/// The text `locate` recorded. A span that does not resolve means the buffer changed after
-/// `Pending::new`, a programmer error that would commit a wrong row: it stops the writer.
-fn resolve<'a>(text: &'a Text, buffer: &'a [u8]) -> &'a str {
-    match text {
-        // The span was taken from a `&str` into this very buffer, so it is valid UTF-8.
-        Text::Span(span) => {
-            let text = buffer
-                .get(span.clone())
-                .and_then(|bytes| std::str::from_utf8(bytes).ok());
-            assert!(text.is_some(), "span {span:?} is not text of its buffer");
-            text.unwrap_or_default()
-        }
-        Text::Owned(text) => text,
     }
 }
 
@@ -629,7 +607,7 @@ mod tests {
         let webhook = payload::parse(&buffer[id.len()..]).unwrap();
         let event = payload::validate(&webhook).unwrap();
         let row = transform::transform(id_text, 1_700_000_000, &event);
-        let pending = Pending::new(&row, &buffer);
+        let pending = Pending::new(&row, &buffer, Scheme::Standard);
         (buffer, pending, mpsc::channel().0)
     }
 

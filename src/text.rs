@@ -13,32 +13,30 @@ pub enum Text {
     Owned(Box<str>),
 }
 
-impl Text {
-    /// Where `value` sits in `buffer`, or an owned copy when it is not inside it.
-    pub fn locate(value: &str, buffer: &[u8]) -> Text {
-        let start = (value.as_ptr() as usize).wrapping_sub(buffer.as_ptr() as usize);
-        let end = start.wrapping_add(value.len());
-        if start <= buffer.len() && end <= buffer.len() && start <= end {
-            Text::Span(start..end)
-        } else {
-            Text::Owned(value.into())
-        }
+/// Where `value` sits in `buffer`, or an owned copy when it is not inside it.
+pub fn locate(value: &str, buffer: &[u8]) -> Text {
+    let start = (value.as_ptr() as usize).wrapping_sub(buffer.as_ptr() as usize);
+    let end = start.wrapping_add(value.len());
+    if start <= buffer.len() && end <= buffer.len() && start <= end {
+        Text::Span(start..end)
+    } else {
+        Text::Owned(value.into())
     }
+}
 
-    /// The text `locate` recorded. A span that does not resolve means the buffer changed after
-    /// `locate`, a programmer error that would commit a wrong row or answer: it panics.
-    pub fn resolve<'a>(&'a self, buffer: &'a [u8]) -> &'a str {
-        match self {
-            // The span was taken from a `&str` into this very buffer, so it is valid UTF-8.
-            Text::Span(span) => {
-                let text = buffer
-                    .get(span.clone())
-                    .and_then(|bytes| std::str::from_utf8(bytes).ok());
-                assert!(text.is_some(), "span {span:?} is not text of its buffer");
-                text.unwrap_or_default()
-            }
-            Text::Owned(text) => text,
+/// The text `locate` recorded. A span that does not resolve means the buffer changed after
+/// `locate`, a programmer error that would commit a wrong row or answer: it panics.
+pub fn resolve<'a>(text: &'a Text, buffer: &'a [u8]) -> &'a str {
+    match text {
+        // The span was taken from a `&str` into this very buffer, so it is valid UTF-8.
+        Text::Span(span) => {
+            let text = buffer
+                .get(span.clone())
+                .and_then(|bytes| std::str::from_utf8(bytes).ok());
+            assert!(text.is_some(), "span {span:?} is not text of its buffer");
+            text.unwrap_or_default()
         }
+        Text::Owned(text) => text,
     }
 }
 
@@ -50,13 +48,13 @@ mod tests {
     fn spans_inside_the_buffer_owned_outside() {
         let buffer = b"evt_1 pi_2".to_vec();
         let inside = std::str::from_utf8(&buffer[6..]).unwrap();
-        let located = Text::locate(inside, &buffer);
+        let located = locate(inside, &buffer);
         assert_eq!(located, Text::Span(6..10));
-        assert_eq!(located.resolve(&buffer), "pi_2");
-        let outside = Text::locate("{}", &buffer);
+        assert_eq!(resolve(&located, &buffer), "pi_2");
+        let outside = locate("{}", &buffer);
         assert_eq!(outside, Text::Owned("{}".into()));
-        assert_eq!(outside.resolve(&buffer), "{}");
-        let empty = Text::locate(&inside[4..], &buffer);
-        assert_eq!(empty.resolve(&buffer), "");
+        assert_eq!(resolve(&outside, &buffer), "{}");
+        let empty = locate(&inside[4..], &buffer);
+        assert_eq!(resolve(&empty, &buffer), "");
     }
 }
