@@ -7,8 +7,8 @@
 //!   connection: buffer, framing, deadlines) under `admission` (connection slots, byte budget,
 //!   shutdown);
 //! - protocol: `http` (request heads), `answer` (every success and rejection, and its bytes);
-//! - pipeline: `service` (routing, `Session`) → `signature` → `payload` (+ `jsonb` scans) →
-//!   `transform` (+ `currency`), all pure;
+//! - pipeline: `service` (routing, `Session`) → `signature` → `payload` or `stripe_event`
+//!   (+ `jsonb` scans) → `transform` (+ `currency`), all pure; `text` (spans of the buffer);
 //! - storage: `store` (the only SQL; writer threads, group commit);
 //! - operation: `config` (the variables table), `limits` (every bound), `metrics`, `logging`,
 //!   `cli`, `localdb` (private cluster).

@@ -22,5 +22,6 @@ mod localdb;
 mod monitoring;
 mod readme;
 mod scale;
+mod stripe;
 mod timeouts;
 mod tree;
