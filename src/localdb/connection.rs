@@ -14,6 +14,14 @@ pub(super) fn connect(port: u16, database: &str) -> Result<postgres::Client, pos
         .connect(postgres::NoTls)
 }
 
+/// A connection URL for `database` as the superuser on `port`: no password, none is needed.
+pub(super) fn url(port: u16, database: &str) -> String {
+    format!(
+        "postgres://{SUPERUSER}@127.0.0.1:{port}/{}?connect_timeout=2",
+        percent_encode(database)
+    )
+}
+
 pub(super) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -10,10 +10,32 @@ use std::time::{Duration, Instant};
 use super::error::io_error;
 use super::{Error, KILL_TIMEOUT, STOP_TIMEOUT};
 
-/// Deals with a `postmaster.pid` left by an earlier run: stops a postmaster of ours that still
-/// runs on `dir`, refuses a postgres we did not start, and removes the file when its pid is dead
-/// or now belongs to another program (postgres would refuse to start over it).
-pub(super) fn clear_stale_postmaster(dir: &Path) -> Result<(), Error> {
+/// What to do with a postmaster of ours found running on the folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Leftover {
+    /// Stop it: a crashed run of ours left it (a first start).
+    Stop,
+    /// Refuse to start: another process of ours started it after our own died (a restart),
+    /// and stopping it would take that process's database away.
+    Refuse,
+}
+
+/// The fields of `postmaster.pid` we read.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct PidFile<'a> {
+    /// Line 1.
+    pub(super) pid: libc::pid_t,
+    /// Line 4.
+    pub(super) port: u16,
+    /// Line 8: starting, ready, stopping, standby.
+    pub(super) status: &'a str,
+}
+
+/// Deals with a `postmaster.pid` left by an earlier postmaster: handles a postmaster of ours
+/// that still runs on `dir` as `leftover` says, refuses a postgres we did not start, and removes
+/// the file when its pid is dead or now belongs to another program (postgres would refuse to
+/// start over it).
+pub(super) fn clear_stale_postmaster(dir: &Path, leftover: Leftover) -> Result<(), Error> {
     let pid_file = dir.join("postmaster.pid");
     let Ok(text) = fs::read_to_string(&pid_file) else {
         return Ok(());
@@ -28,8 +50,7 @@ pub(super) fn clear_stale_postmaster(dir: &Path) -> Result<(), Error> {
     if !is_live_postgres(pid) {
         return fs::remove_file(&pid_file).map_err(io_error("remove stale", &pid_file));
     }
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if !runs_on(&cmdline, dir) {
+    if !runs_on_dir(pid, dir) || leftover == Leftover::Refuse {
         return Err(Error::Busy {
             pid,
             dir: dir.to_path_buf(),
@@ -61,13 +82,28 @@ pub(super) fn clear_stale_postmaster(dir: &Path) -> Result<(), Error> {
     Err(Error::StopFailed { pid })
 }
 
-/// The pid (line 1) and status (line 8: starting, ready, stopping, standby) of a
-/// `postmaster.pid` file.
-pub(super) fn parse_pid_file(text: &str) -> Option<(libc::pid_t, &str)> {
+pub(super) fn parse_pid_file(text: &str) -> Option<PidFile<'_>> {
     let mut lines = text.lines();
     let pid = lines.next()?.trim().parse().ok()?;
-    let status = lines.nth(6)?.trim();
-    Some((pid, status))
+    let port = lines.nth(2)?.trim().parse().ok()?;
+    let status = lines.nth(3)?.trim();
+    Some(PidFile { pid, port, status })
+}
+
+/// The port of a ready postmaster running on `dir` (absolute), if one does.
+pub(super) fn running_port(dir: &Path) -> Option<u16> {
+    let text = fs::read_to_string(dir.join("postmaster.pid")).ok()?;
+    let file = parse_pid_file(&text)?;
+    let live = file.status == "ready" && is_live_postgres(file.pid) && runs_on_dir(file.pid, dir);
+    live.then_some(file.port)
+}
+
+/// Whether process `pid`'s command line holds `-D <dir>`.
+fn runs_on_dir(pid: libc::pid_t, dir: &Path) -> bool {
+    runs_on(
+        &fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default(),
+        dir,
+    )
 }
 
 /// Whether `pid` is a postgres process that has not exited (a zombie has).
@@ -116,20 +152,23 @@ mod tests {
     }
 
     #[track_caller]
-    fn check_pid_file(text: &str, expected: Option<(i32, &str)>) {
+    fn check_pid_file(text: &str, expected: Option<(i32, u16, &str)>) {
+        let expected = expected.map(|(pid, port, status)| PidFile { pid, port, status });
         assert_eq!(parse_pid_file(text), expected, "{text:?}");
     }
 
     #[test]
     fn pid_file() {
         let ready = "8959\n/tmp/d\n1795654564\n25432\n\n127.0.0.1\n  0 1\nready   \n";
-        check_pid_file(ready, Some((8959, "ready")));
+        check_pid_file(ready, Some((8959, 25432, "ready")));
         check_pid_file(
             &ready.replace("ready   ", "starting"),
-            Some((8959, "starting")),
+            Some((8959, 25432, "starting")),
         );
         check_pid_file("8959\n/tmp/d\n1795654564\n25432\n\n127.0.0.1\n", None);
         check_pid_file("x\n/tmp/d\n1\n2\n\n\n\nready\n", None);
+        check_pid_file("1\n/tmp/d\n1\nport\n\n\n\nready\n", None);
+        check_pid_file("1\n/tmp/d\n1\n65536\n\n\n\nready\n", None);
         check_pid_file("", None);
     }
 

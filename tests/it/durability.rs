@@ -3,6 +3,7 @@
 //! batch individually.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -220,8 +221,10 @@ fn database_stopped_mid_batch_answers_503_never_200_and_the_writer_recovers() {
     // The writer is inside its INSERT, waiting for the lock: take the database away at
     // once. An immediate shutdown (SIGQUIT) lets nothing commit; a fast one would abort
     // the lock holder first and could let the waiting INSERT commit, a true 200.
-    immediate_shutdown(&cluster);
-    assert!(wait_until(Duration::from_secs(10), || !cluster.is_running()));
+    let postmaster = immediate_shutdown(&cluster);
+    // Not `!cluster.is_running()`: the cluster restarts itself after a short back-off.
+    let gone = || !Path::new(&format!("/proc/{postmaster}")).exists();
+    assert!(wait_until(Duration::from_secs(10), gone));
     let answers = load.finish();
     drop(transaction);
     for Outcome {
@@ -241,12 +244,13 @@ fn database_stopped_mid_batch_answers_503_never_200_and_the_writer_recovers() {
     }
 }
 
-/// Sends SIGQUIT to the cluster's postmaster: PostgreSQL's immediate shutdown.
-fn immediate_shutdown(cluster: &hooksink::localdb::LocalPostgres) {
+/// Sends SIGQUIT to the cluster's postmaster: PostgreSQL's immediate shutdown. Returns its pid.
+fn immediate_shutdown(cluster: &hooksink::localdb::LocalPostgres) -> i32 {
     let pid_file = std::fs::read_to_string(cluster.data_dir().join("postmaster.pid")).unwrap();
     let pid: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
     // SAFETY: kill has no memory effects.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGQUIT) }, 0);
+    pid
 }
 
 /// Holds an exclusive lock on `webhook_events` until the transaction ends, so writers wait.

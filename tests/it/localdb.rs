@@ -2,11 +2,13 @@
 
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::time::Duration;
 
-use hooksink::localdb::{LocalPostgres, Options};
+use hooksink::localdb::{LocalPostgres, Options, bin_dir};
 
-use crate::support::{db, fresh_database, pick_port, private_cluster, scratch_dir};
+use crate::support::{db, fresh_database, pick_port, postmaster_pid, private_cluster, scratch_dir};
 
 #[track_caller]
 fn select_1(url: &str) {
@@ -78,7 +80,7 @@ fn two_clusters_run_at_once_on_different_ports() {
 
 #[test]
 fn start_stops_a_postmaster_left_by_a_crashed_run() {
-    let cluster = private_cluster();
+    let mut cluster = private_cluster();
     let dir = cluster.data_dir().to_path_buf();
     let options = Options {
         port: cluster.port(),
@@ -86,11 +88,33 @@ fn start_stops_a_postmaster_left_by_a_crashed_run() {
     };
     let url = cluster.url("postgres");
     db(&url).batch_execute("CREATE TABLE kept (n int)").unwrap();
-    // A run that crashed never stopped its cluster; forgetting the value does the same.
-    std::mem::forget(cluster);
+    cluster.stop().unwrap();
+    // A postmaster nobody supervises, as an older version or `pg_ctl` by hand leaves one
+    // (ours die with their parent and would be restarted by it while it lives).
+    let owner = std::fs::metadata(&dir).unwrap();
+    let settings = format!(
+        "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories=",
+        options.port
+    );
+    let started = Command::new(bin_dir().unwrap().join("pg_ctl"))
+        .args(["start", "--wait", "--silent", "-D"])
+        .arg(&dir)
+        .args(["-o", &settings, "-l"])
+        .arg(dir.join("leftover.log"))
+        .current_dir("/")
+        .uid(owner.uid())
+        .gid(owner.gid())
+        .status()
+        .unwrap();
+    assert!(started.success());
+    let leftover = postmaster_pid(&dir).unwrap();
 
     let again = LocalPostgres::start(&dir, &options).unwrap();
     assert!(again.is_running());
+    assert_ne!(postmaster_pid(&dir), Some(leftover));
+    // Gone, or a zombie until its parent (not us: pg_ctl detached it) reaps it.
+    let stat = std::fs::read_to_string(format!("/proc/{leftover}/stat")).unwrap_or_default();
+    assert!(stat.is_empty() || stat.contains(") Z "), "{stat}");
     let count: i64 = db(&url)
         .query_one("SELECT count(*) FROM kept", &[])
         .unwrap()

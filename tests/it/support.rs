@@ -140,14 +140,31 @@ impl Server {
     /// Like [`Server::start`], with the file descriptor limit (soft and hard) set to
     /// `nofile` when given, as a small VM or a strict unit file would.
     pub fn start_limited(db_url: &str, extra_env: &[(&str, &str)], nofile: Option<u64>) -> Server {
+        Server::start_with(Some(db_url), None, extra_env, nofile)
+    }
+
+    /// Like [`Server::start_limited`], in working folder `cwd` when given, and with
+    /// `DATABASE_URL` unset when `db_url` is `None`: the server then runs its private cluster
+    /// in `<cwd>/.hooksink/pgdata`.
+    pub fn start_with(
+        db_url: Option<&str>,
+        cwd: Option<&Path>,
+        extra_env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hooksink"));
         // A clean environment: the caller's DATABASE_URL or MAX_BODY_BYTES must not leak in.
         command.env_clear();
         if let Some(path) = std::env::var_os("PATH") {
             command.env("PATH", path);
         }
+        if let Some(db_url) = db_url {
+            command.env("DATABASE_URL", db_url);
+        }
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
         command
-            .env("DATABASE_URL", db_url)
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("WEBHOOK_SECRET", SECRET)
             .env("RUST_LOG", "info")
@@ -963,6 +980,12 @@ pub fn stripe_request(body: impl AsRef<[u8]>, secret: &str, timestamp: i64) -> V
     )
 }
 
+/// The pid in line 1 of the `postmaster.pid` in cluster folder `data_dir`, if there is one.
+pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
+    let text = fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
 /// An `extra_env` value for [`Server::start`] that removes the variable instead of setting it
 /// (no environment value can hold a NUL byte, so no real value is mistaken for it).
 pub const UNSET: &str = "\0unset";
@@ -998,6 +1021,14 @@ pub fn row_count(client: &mut postgres::Client, event_id: &str) -> i64 {
         )
         .unwrap()
         .get(0)
+}
+
+/// How many migrations `sql/` holds: what a fresh database has pending.
+pub fn migration_count() -> usize {
+    fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().path().extension() == Some("sql".as_ref()))
+        .count()
 }
 
 #[cfg(test)]
