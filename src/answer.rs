@@ -7,18 +7,20 @@
 
 use std::fmt;
 use std::io::Write;
-use std::ops::Range;
 
 use crate::limits::{HEAD_SIZE_MAX, HEADERS_COUNT_MAX, RETRY_AFTER_SECS};
+use crate::text::{self, Text};
 use crate::{payload, signature};
 
 /// A successful answer.
 #[derive(Debug)]
 pub enum Answer {
-    /// The event is committed now; its id is at this span of the buffer.
-    Accepted(Range<usize>),
-    /// The event was committed before; its id is at this span of the buffer.
-    Duplicate(Range<usize>),
+    /// The event is committed now; its id, usually a span of the request buffer.
+    Accepted(Text),
+    /// The event was committed before; its id.
+    Duplicate(Text),
+    /// A verified event of a kind that is not stored (a Stripe event without an amount); its id.
+    Ignored(Text),
     /// A health endpoint's plain `{"status":"ok"}`.
     Healthy,
     /// The Prometheus text.
@@ -50,6 +52,7 @@ pub enum Rejection {
 pub enum Outcome {
     Accepted,
     Duplicate,
+    Ignored,
     Ok,
     InvalidJson,
     InvalidSignature,
@@ -68,9 +71,10 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in declaration order, so `ALL[outcome as usize] == outcome`.
-    pub const ALL: [Outcome; 16] = [
+    pub const ALL: [Outcome; 17] = [
         Outcome::Accepted,
         Outcome::Duplicate,
+        Outcome::Ignored,
         Outcome::Ok,
         Outcome::InvalidJson,
         Outcome::InvalidSignature,
@@ -92,6 +96,7 @@ impl Outcome {
         match self {
             Outcome::Accepted => "accepted",
             Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
             Outcome::Ok => "ok",
             Outcome::InvalidJson => "invalid_json",
             Outcome::InvalidSignature => "invalid_signature",
@@ -136,7 +141,8 @@ pub enum Oversized {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LengthMissing {
     ContentLength,
-    ChunkedOffWebhook,
+    /// A chunked body on an endpoint that takes no body.
+    ChunkedOffEvents,
 }
 
 /// Whether the connection may carry another request after an answer.
@@ -239,6 +245,7 @@ impl Answer {
         match self {
             Answer::Accepted(_) => Outcome::Accepted,
             Answer::Duplicate(_) => Outcome::Duplicate,
+            Answer::Ignored(_) => Outcome::Ignored,
             Answer::Healthy | Answer::Metrics(_) => Outcome::Ok,
         }
     }
@@ -268,18 +275,14 @@ impl From<payload::Error> for Rejection {
 /// Appends the answer for `answer` to `out`; `buffer` holds the request an id span points into.
 pub fn write_success(out: &mut Vec<u8>, answer: &Answer, buffer: &[u8], connection: Connection) {
     const JSON: &str = "application/json";
-    let (Answer::Accepted(id) | Answer::Duplicate(id)) = answer else {
+    let (Answer::Accepted(id) | Answer::Duplicate(id) | Answer::Ignored(id)) = answer else {
         let (content_type, body) = match answer {
             Answer::Metrics(text) => ("text/plain; version=0.0.4; charset=utf-8", text.as_bytes()),
             _ => (JSON, br#"{"status":"ok"}"#.as_slice()),
         };
         return write_response(out, (200, "OK"), content_type, &[], body, connection);
     };
-    // The id passed signature verification, so it is ASCII; the fallback is never sent.
-    let id = buffer
-        .get(id.clone())
-        .and_then(|id| std::str::from_utf8(id).ok())
-        .unwrap_or("");
+    let id = text::resolve(id, buffer);
     let mut body = Vec::with_capacity(64 + id.len());
     body.extend_from_slice(b"{\"status\":\"");
     body.extend_from_slice(answer.outcome().label().as_bytes());
@@ -409,7 +412,9 @@ impl fmt::Display for LengthMissing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             LengthMissing::ContentLength => "content-length header missing",
-            LengthMissing::ChunkedOffWebhook => "chunked bodies are accepted only on /webhook",
+            LengthMissing::ChunkedOffEvents => {
+                "chunked bodies are accepted only on /webhook and /stripe"
+            }
         })
     }
 }
@@ -432,6 +437,19 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 23\r\nretry-after: 5\r\nconnection: keep-alive\r\n\r\n{\"error\":\"unavailable\"}"
+        );
+        let mut ignored = Vec::new();
+        let buffer = b"xevt_1".as_slice();
+        let id = Text::Span(1..6);
+        write_success(
+            &mut ignored,
+            &Answer::Ignored(id),
+            buffer,
+            Connection::Close,
+        );
+        assert_eq!(
+            String::from_utf8(ignored).unwrap(),
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 33\r\nconnection: close\r\n\r\n{\"status\":\"ignored\",\"id\":\"evt_1\"}"
         );
         let mut escaped = Vec::new();
         write_json_escaped(&mut escaped, "a\"b\\c\n\u{1}");

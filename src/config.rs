@@ -16,7 +16,8 @@ use crate::limits::{
     KEEP_ALIVE_IDLE_TIMEOUT_MAX, REQUEST_READ_TIMEOUT_DEFAULT, REQUEST_READ_TIMEOUT_MAX,
     TIMESTAMP_SKEW_SECS_DEFAULT, TIMESTAMP_SKEW_SECS_MAX, WORKERS_MAX,
 };
-use crate::signature::{SecretError, Secrets};
+use crate::signature::standard::{Keys, SecretError};
+use crate::signature::stripe;
 
 /// One environment variable: the single statement of its name, default, range and meaning,
 /// read by parsing, error messages, `hooksink --help` and the README check.
@@ -63,9 +64,15 @@ pub static LISTEN_ADDR: Variable = Variable {
 };
 pub static WEBHOOK_SECRET: Variable = Variable {
     name: "WEBHOOK_SECRET",
-    default: Value::Text("(required)"),
+    default: Value::Text("unset: /webhook answers 404"),
     accepts: Accepts::Text,
-    meaning: "whsec_<base64> secrets, space or comma separated (rotation)",
+    meaning: "whsec_ secrets and whpk_ public keys, space or comma separated; enables /webhook",
+};
+pub static STRIPE_WEBHOOK_SECRET: Variable = Variable {
+    name: "STRIPE_WEBHOOK_SECRET",
+    default: Value::Text("unset: /stripe answers 404"),
+    accepts: Accepts::Text,
+    meaning: "Stripe whsec_ endpoint secrets, space or comma separated; enables /stripe",
 };
 pub static WORKERS: Variable = Variable {
     name: "WORKERS",
@@ -148,6 +155,7 @@ pub static VARIABLES: &[&Variable] = &[
     &DATABASE_URL,
     &LISTEN_ADDR,
     &WEBHOOK_SECRET,
+    &STRIPE_WEBHOOK_SECRET,
     &WORKERS,
     &DB_WRITERS,
     &MAX_BODY_BYTES,
@@ -163,7 +171,10 @@ pub static VARIABLES: &[&Variable] = &[
 pub struct Config {
     pub database_url: Option<String>,
     pub listen_addr: SocketAddr,
-    pub secrets: Secrets,
+    /// `WEBHOOK_SECRET`; `None` when unset (`/webhook` off).
+    pub webhook_keys: Option<Keys>,
+    /// `STRIPE_WEBHOOK_SECRET`; `None` when unset (`/stripe` off).
+    pub stripe_secrets: Option<stripe::Secrets>,
     pub workers: usize,
     pub db_writers: usize,
     pub body_size_max: usize,
@@ -183,18 +194,29 @@ pub enum Error {
     /// Set, but not what `Variable::accepts` says.
     Invalid(&'static Variable),
     Secret(SecretError),
+    StripeSecret(stripe::SecretError),
+    /// Neither `WEBHOOK_SECRET` nor `STRIPE_WEBHOOK_SECRET`: no endpoint would accept events.
+    NoSecret,
 }
 
 impl Config {
     /// Reads every variable through `lookup` (normally `std::env::var`).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
-        let secret = lookup(WEBHOOK_SECRET.name).ok_or(Error::Missing(&WEBHOOK_SECRET))?;
-        let secrets = Secrets::parse(&secret).map_err(Error::Secret)?;
+        let webhook_keys = lookup(WEBHOOK_SECRET.name)
+            .map(|text| Keys::parse(&text).map_err(Error::Secret))
+            .transpose()?;
+        let stripe_secrets = lookup(STRIPE_WEBHOOK_SECRET.name)
+            .map(|text| stripe::Secrets::parse(&text).map_err(Error::StripeSecret))
+            .transpose()?;
+        if webhook_keys.is_none() && stripe_secrets.is_none() {
+            return Err(Error::NoSecret);
+        }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Config {
             database_url: lookup(DATABASE_URL.name).filter(|url| !url.trim().is_empty()),
             listen_addr: LISTEN_ADDR.address(&lookup)?,
-            secrets,
+            webhook_keys,
+            stripe_secrets,
             workers: WORKERS.number_or(&lookup, cpus as u64)?,
             db_writers: DB_WRITERS.number(&lookup)?,
             body_size_max: MAX_BODY_BYTES.number(&lookup)?,
@@ -214,8 +236,8 @@ impl Config {
             .map_or_else(|| "private cluster".to_owned(), redact_password);
         format!(
             "listen={} workers={} db_writers={} max_body_bytes={} signature_tolerance_secs={} \
-             request_timeout_secs={} idle_timeout_secs={} max_connections={} secrets={} \
-             database={}",
+             request_timeout_secs={} idle_timeout_secs={} max_connections={} webhook_keys={} \
+             stripe_secrets={} database={}",
             self.listen_addr,
             self.workers,
             self.db_writers,
@@ -224,7 +246,8 @@ impl Config {
             self.request_timeout.as_secs(),
             self.idle_timeout.as_secs(),
             self.connections_max,
-            self.secrets.len(),
+            self.webhook_keys.as_ref().map_or(0, Keys::len),
+            self.stripe_secrets.as_ref().map_or(0, stripe::Secrets::len),
             database,
         )
     }
@@ -306,6 +329,12 @@ impl fmt::Display for Error {
                 Accepts::Text => write!(f, "{} is not usable", variable.name),
             },
             Error::Secret(error) => write!(f, "{error}"),
+            Error::StripeSecret(error) => write!(f, "{error}"),
+            Error::NoSecret => write!(
+                f,
+                "neither {} (for /webhook) nor {} (for /stripe) is set; set one or both",
+                WEBHOOK_SECRET.name, STRIPE_WEBHOOK_SECRET.name
+            ),
         }
     }
 }
@@ -360,8 +389,36 @@ mod tests {
     #[test]
     fn variables() {
         let s = ("WEBHOOK_SECRET", SECRET);
+        let stripe = ("STRIPE_WEBHOOK_SECRET", "whsec_stripe_1 whsec_stripe_2");
+        let neither = "neither WEBHOOK_SECRET (for /webhook) nor STRIPE_WEBHOOK_SECRET (for /stripe) is set; set one or both";
         check(&[s], Ok(()));
-        check(&[], Err("WEBHOOK_SECRET is not set"));
+        check(&[stripe], Ok(()));
+        check(&[s, stripe], Ok(()));
+        check(
+            &[(
+                "WEBHOOK_SECRET",
+                "whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4=",
+            )],
+            Ok(()),
+        );
+        check(&[], Err(neither));
+        check(&[("RUST_LOG", "debug")], Err(neither));
+        check(
+            &[s, ("STRIPE_WEBHOOK_SECRET", "")],
+            Err("STRIPE_WEBHOOK_SECRET holds no secret"),
+        );
+        check(
+            &[stripe, ("WEBHOOK_SECRET", "")],
+            Err("WEBHOOK_SECRET holds no secret"),
+        );
+        check(
+            &[("STRIPE_WEBHOOK_SECRET", "sk_live_1")],
+            Err("STRIPE_WEBHOOK_SECRET entry 1 does not start with whsec_"),
+        );
+        check(
+            &[s, ("STRIPE_WEBHOOK_SECRET", &"whsec_x ".repeat(9))],
+            Err("STRIPE_WEBHOOK_SECRET holds more than 8 secrets"),
+        );
         check(
             &[s, ("WORKERS", "0")],
             Err("WORKERS must be a whole number in 1..=256"),
@@ -454,9 +511,12 @@ mod tests {
 
     #[test]
     fn malformed_secret_stops_start_up_without_echoing_it() {
-        let lookup = |name: &str| (name == "WEBHOOK_SECRET").then(|| "notasecret".to_owned());
-        let error = Config::from_lookup(lookup).err().unwrap().to_string();
-        assert!(!error.contains("notasecret"), "{error}");
+        for variable in ["WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET"] {
+            let lookup = |name: &str| (name == variable).then(|| "notasecret".to_owned());
+            let error = Config::from_lookup(lookup).err().unwrap().to_string();
+            assert!(error.starts_with(variable), "{error}");
+            assert!(!error.contains("notasecret"), "{error}");
+        }
     }
 
     #[test]
@@ -486,13 +546,15 @@ mod tests {
     fn describe_hides_secrets_and_passwords() {
         let lookup = |name: &str| match name {
             "WEBHOOK_SECRET" => Some(SECRET.to_owned()),
+            "STRIPE_WEBHOOK_SECRET" => Some("whsec_stripe_hunter3".to_owned()),
             "DATABASE_URL" => Some("postgres://app:hunter2@db:5432/events".to_owned()),
             _ => None,
         };
         let line = Config::from_lookup(lookup).unwrap().describe();
         assert!(line.contains("postgres://app:***@db:5432/events"), "{line}");
+        assert!(line.contains("webhook_keys=1 stripe_secrets=1"), "{line}");
         assert!(
-            !line.contains("hunter2") && !line.contains("MfKQ9r8"),
+            !line.contains("hunter") && !line.contains("MfKQ9r8"),
             "{line}"
         );
     }

@@ -96,7 +96,7 @@ impl<'c> Conn<'c> {
             Connection::Close
         };
         let head_only = head.method == Method::Head;
-        let route = match service::precheck(&head, self.data(), self.context().body_size_max) {
+        let route = match service::precheck(&head, self.data(), self.context()) {
             Ok(route) => route,
             Err(rejection) => return self.reject_early(&head, deadline, &rejection, keep_alive),
         };

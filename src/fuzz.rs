@@ -8,7 +8,7 @@
 
 use crate::answer::Rejection;
 use crate::http;
-use crate::{payload, transform};
+use crate::{payload, stripe_event, transform};
 
 const ITERATIONS_DEFAULT: u64 = 20_000;
 
@@ -45,7 +45,8 @@ const TOKENS: &[&[u8]] = &[
 ];
 
 const SEED_BODY: &[u8] = br#"{"event_type":"payment.succeeded","object_id":"pi_3MtwBw","amount_cents":2000,"currency":"usd","metadata":{"order_id":"6735","nested":[1,{"a":null}],"text":"caf\u00e9 \/"},"extra":[true]}"#;
-const SEED_HEAD: &[u8] = b"POST /webhook?x=1 HTTP/1.1\r\nhost: a\r\ncontent-type: application/json\r\ncontent-length: 2\r\nwebhook-id: msg_1\r\nexpect: 100-continue\r\nconnection: keep-alive\r\n\r\n{}";
+const SEED_STRIPE: &[u8] = br#"{"id":"evt_1","object":"event","created":1680064028,"data":{"object":{"id":"pi_1","object":"payment_intent","amount":2000,"amount_total":null,"currency":"usd","metadata":{"order_id":"6735"},"charges":{"data":[{"amount":1}]}},"previous_attributes":{}},"type":"payment_intent.succeeded"}"#;
+const SEED_HEAD: &[u8] = b"POST /webhook?x=1 HTTP/1.1\r\nhost: a\r\ncontent-type: application/json\r\ncontent-length: 2\r\nwebhook-id: msg_1\r\nstripe-signature: t=1,v1=ab\r\nsvix-id: m\r\nexpect: 100-continue\r\nconnection: keep-alive\r\n\r\n{}";
 
 /// xorshift64*: tiny, deterministic, good enough to drive mutations.
 struct Rng(u64);
@@ -111,9 +112,14 @@ fn request_heads_never_panic_and_spans_stay_in_bounds() {
         match http::parse_head(&input) {
             Ok(Some(head)) => {
                 assert!(head.len <= input.len());
-                let spans = [Some(head.path.clone()), head.content_type, head.webhook_id];
+                let spans = [Some(head.path.clone()), head.content_type.clone()];
                 for span in spans.into_iter().flatten() {
                     assert!(span.end <= head.len, "{span:?} outside the head");
+                }
+                for name in crate::signature::HEADER_NAMES {
+                    // A value inside the head reads the same from the head's bytes alone.
+                    let within = head.header(&input[..head.len], name);
+                    assert_eq!(head.header(&input, name), within, "{name} outside the head");
                 }
             }
             Ok(None) => assert!(input.len() < crate::limits::HEAD_SIZE_MAX),
@@ -152,6 +158,42 @@ fn bodies_always_get_a_contract_answer_and_valid_ones_obey_the_rules() {
     assert!(
         valid > iterations / 50,
         "only {valid} valid of {iterations}"
+    );
+}
+
+#[test]
+fn stripe_bodies_always_get_a_contract_answer_and_stored_ones_obey_the_rules() {
+    let (seed, iterations) = settings();
+    let mut rng = Rng(seed ^ 0x5354_5249_5045);
+    let (mut stored, mut ignored) = (0, 0);
+    for _ in 0..iterations {
+        let input = mutate(&mut rng, SEED_STRIPE);
+        let Ok(event) = stripe_event::parse(&input) else {
+            continue;
+        };
+        match stripe_event::validate(&event) {
+            Ok(stripe_event::Outcome::Store { id, created, event }) => {
+                stored += 1;
+                assert!(
+                    id.bytes().all(|b| b.is_ascii_graphic()) && !id.is_empty(),
+                    "{id}"
+                );
+                assert!(created >= 0);
+                check_row(&transform::transform(&id, created, &event));
+            }
+            Ok(stripe_event::Outcome::Ignored { id }) => {
+                ignored += 1;
+                assert!(
+                    id.bytes().all(|b| b.is_ascii_graphic()) && !id.is_empty(),
+                    "{id}"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(
+        stored > iterations / 50 && ignored > 0,
+        "{stored} stored and {ignored} ignored of {iterations}"
     );
 }
 

@@ -2,12 +2,15 @@
 //!
 //! `parse_head` turns the bytes of a request head into a `Head` that records *where* the
 //! interesting values sit in the connection buffer (spans, not copies), so the body can be read
-//! into the same buffer afterwards. What goes back is in `answer`.
+//! into the same buffer afterwards. What goes back is in `answer`. Signature headers are kept
+//! by name only: the head records where each header of `signature::HEADER_NAMES` sits, and the
+//! schemes read them through `Head::header`, so this module knows no scheme.
 
 use std::ops::Range;
 
 use crate::answer::{Malformed, Oversized, Rejection};
 use crate::limits::{HEAD_SIZE_MAX, HEADERS_COUNT_MAX};
+use crate::signature::HEADER_NAMES;
 
 /// A byte range of the connection buffer.
 pub type Span = Range<usize>;
@@ -34,9 +37,20 @@ pub struct Head {
     pub expect_continue: bool,
     pub keep_alive: bool,
     pub http10: bool,
-    pub webhook_id: Option<Span>,
-    pub webhook_timestamp: Option<Span>,
-    pub webhook_signature: Option<Span>,
+    /// Where the value of each of `signature::HEADER_NAMES` sits (same index), if sent; a
+    /// fixed array, so a head costs no allocation.
+    signature_headers: [Option<Span>; HEADER_NAMES.len()],
+}
+
+impl Head {
+    /// The value of signature header `name` (one of `signature::HEADER_NAMES`, lowercase) in
+    /// `buffer`, the buffer this head was parsed from; `None` when it was not sent.
+    pub fn header<'b>(&self, buffer: &'b [u8], name: &str) -> Option<&'b [u8]> {
+        let index = HEADER_NAMES.iter().position(|known| *known == name);
+        debug_assert!(index.is_some(), "{name} is not a signature header");
+        let span = self.signature_headers.get(index?)?.clone()?;
+        buffer.get(span)
+    }
 }
 
 /// How the request says its body is delimited.
@@ -92,9 +106,7 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Rejection> {
         expect_continue: false,
         keep_alive: !http10,
         http10,
-        webhook_id: None,
-        webhook_timestamp: None,
-        webhook_signature: None,
+        signature_headers: [const { None }; HEADER_NAMES.len()],
     };
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding: Option<&[u8]> = None;
@@ -121,12 +133,11 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Rejection> {
                 return Err(Rejection::ExpectationFailed);
             }
             head.expect_continue = !http10;
-        } else if name.eq_ignore_ascii_case("webhook-id") {
-            head.webhook_id = Some(span_of(value));
-        } else if name.eq_ignore_ascii_case("webhook-timestamp") {
-            head.webhook_timestamp = Some(span_of(value));
-        } else if name.eq_ignore_ascii_case("webhook-signature") {
-            head.webhook_signature = Some(span_of(value));
+        } else if let Some(index) = signature_header_index(name)
+            && let Some(slot) = head.signature_headers.get_mut(index)
+        {
+            // As for any repeated header, the last one wins.
+            *slot = Some(span_of(value));
         }
     }
     head.body = match (content_length, transfer_encoding) {
@@ -149,6 +160,12 @@ pub fn is_json_media_type(value: &[u8]) -> bool {
     media_type
         .trim_ascii()
         .eq_ignore_ascii_case(b"application/json")
+}
+
+fn signature_header_index(name: &str) -> Option<usize> {
+    HEADER_NAMES
+        .iter()
+        .position(|known| name.eq_ignore_ascii_case(known))
 }
 
 fn parse_content_length(value: &[u8]) -> Result<u64, Rejection> {
@@ -285,10 +302,16 @@ mod tests {
 
     #[test]
     fn spans_point_into_the_buffer() {
-        let raw = b"POST /webhook?x=1 HTTP/1.1\r\nWebhook-Id: msg_1\r\nContent-Type: application/json; charset=utf-8\r\n\r\n{}";
+        let raw = b"POST /webhook?x=1 HTTP/1.1\r\nWebhook-Id: msg_1\r\nContent-Type: application/json; charset=utf-8\r\nSTRIPE-Signature: t=1\r\nsvix-id: a\r\nsvix-id: b\r\n\r\n{}";
         let head = parse_head(raw).unwrap().unwrap();
         assert_eq!(&raw[head.path.clone()], b"/webhook");
-        assert_eq!(&raw[head.webhook_id.clone().unwrap()], b"msg_1");
+        assert_eq!(head.header(raw, "webhook-id"), Some(b"msg_1".as_slice()));
+        assert_eq!(
+            head.header(raw, "stripe-signature"),
+            Some(b"t=1".as_slice())
+        );
+        assert_eq!(head.header(raw, "svix-id"), Some(b"b".as_slice()));
+        assert_eq!(head.header(raw, "webhook-signature"), None);
         assert!(is_json_media_type(&raw[head.content_type.clone().unwrap()]));
         assert_eq!(&raw[head.len..], b"{}");
         assert!(head.keep_alive);

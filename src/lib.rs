@@ -7,8 +7,8 @@
 //!   connection: buffer, framing, deadlines) under `admission` (connection slots, byte budget,
 //!   shutdown);
 //! - protocol: `http` (request heads), `answer` (every success and rejection, and its bytes);
-//! - pipeline: `service` (routing, `Session`) → `signature` → `payload` (+ `jsonb` scans) →
-//!   `transform` (+ `currency`), all pure;
+//! - pipeline: `service` (routing, `Session`) → `signature` → `payload` or `stripe_event`
+//!   (+ `jsonb` scans) → `transform` (+ `currency`), all pure; `text` (spans of the buffer);
 //! - storage: `store` (the only SQL; writer threads, group commit);
 //! - operation: `config` (the variables table), `limits` (every bound), `metrics`, `logging`,
 //!   `cli`, `localdb` (private cluster).
@@ -35,4 +35,5 @@ pub mod service;
 pub mod signature;
 pub mod store;
 pub mod stripe_event;
+pub mod text;
 pub mod transform;

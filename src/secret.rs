@@ -9,7 +9,8 @@ use std::io;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::signature::{self, Headers, Secrets};
+use crate::signature::standard::{self, Keys};
+use crate::signature::{self, Secrets};
 
 /// Random bytes in a generated key: the HMAC-SHA256 block of security, 256 bits.
 const KEY_SIZE: usize = 32;
@@ -37,8 +38,8 @@ pub fn generate() -> io::Result<String> {
     Ok(format!("whsec_{}", STANDARD.encode(key)))
 }
 
-/// Where each published secret among `secrets` was published; empty when none is.
-pub fn published_in(secrets: &Secrets) -> Vec<&'static str> {
+/// Where each published secret among `keys` was published; empty when none is.
+pub fn published_in(keys: &Keys) -> Vec<&'static str> {
     // Keys are held as HMAC state, so compare by behaviour: a probe signed with the published
     // secret verifies against `secrets` exactly when that key is among them.
     let (id, timestamp, body) = ("msg_probe", 0, b"{}");
@@ -49,12 +50,15 @@ pub fn published_in(secrets: &Secrets) -> Vec<&'static str> {
                 return false;
             };
             let tag = signature::sign(&published, id, timestamp, body);
-            let headers = Headers {
-                id: Some(id.as_bytes()),
-                timestamp: Some(b"0"),
-                signature: Some(tag.as_bytes()),
-            };
-            signature::verify(secrets, &headers, body, timestamp, 0).is_ok()
+            let sent: [(&str, &[u8]); 3] = [
+                (standard::WEBHOOK.id, id.as_bytes()),
+                (standard::WEBHOOK.timestamp, b"0"),
+                (standard::WEBHOOK.signature, tag.as_bytes()),
+            ];
+            let lookup = |name: &str| sent.iter().find(|(key, _)| *key == name).map(|kv| kv.1);
+            standard::headers(lookup)
+                .and_then(|delivery| standard::verify_delivery(keys, &delivery, body, timestamp, 0))
+                .is_ok()
         })
         .map(|(_, source)| *source)
         .collect()
@@ -66,8 +70,8 @@ mod tests {
 
     #[track_caller]
     fn check(text: &str, expected: &[&str]) {
-        let secrets = Secrets::parse(text).unwrap();
-        assert_eq!(published_in(&secrets), expected);
+        let keys = Keys::parse(text).unwrap();
+        assert_eq!(published_in(&keys), expected);
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! Routing and the webhook pipeline: verify → parse → validate → transform → store.
+//! Routing and the event pipeline: verify → parse → validate → transform → store.
 //!
 //! Works on a request whose head and body already sit in the connection buffer; the socket
 //! stays in `server`. The order of the checks is the contract's: path and method, size,
 //! content-type (these three in `precheck`, before the body is read), then signature, JSON and
-//! field rules.
+//! field rules. Each event endpoint is one `signature::Scheme`: `/webhook` is Standard
+//! Webhooks with the contract's body, `/stripe` is Stripe's signature and event body; an
+//! endpoint whose keys are not configured answers 404.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -11,13 +13,18 @@ use std::time::Duration;
 use crate::answer::{Answer, LengthMissing, Rejection};
 use crate::http::{self, BodyFraming, Head, Method};
 use crate::limits::COMMIT_WAIT_TIMEOUT;
-use crate::signature::{self, Secrets};
+use crate::payload::{self, Event};
+use crate::signature::{Scheme, standard, stripe};
 use crate::store::{self, Pending, Pong, Replies, Reply, Store, Stored};
-use crate::{payload, transform};
+use crate::text::{self, Text};
+use crate::{stripe_event, transform};
 
 /// What the request handlers share.
 pub struct Context {
-    pub secrets: Secrets,
+    /// `WEBHOOK_SECRET`'s keys; `None` turns `/webhook` off (404).
+    pub webhook_keys: Option<standard::Keys>,
+    /// `STRIPE_WEBHOOK_SECRET`'s secrets; `None` turns `/stripe` off (404).
+    pub stripe_secrets: Option<stripe::Secrets>,
     pub body_size_max: usize,
     pub tolerance_secs: i64,
     /// Time a request head and body get to arrive once its first byte has.
@@ -30,7 +37,8 @@ pub struct Context {
 /// The endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
-    Webhook,
+    /// An event endpoint, verified by its scheme.
+    Events(Scheme),
     Healthz,
     Readyz,
     Metrics,
@@ -57,36 +65,59 @@ pub struct Session<'c> {
     replies: Replies,
 }
 
+/// What `prepare` hands on: a row to store, or the id of an event answered without storing.
+enum Prepared {
+    Store { pending: Pending, id: Text },
+    Ignore { id: Text },
+}
+
+impl Context {
+    /// Whether the endpoint of `scheme` is on: its keys are configured.
+    pub fn serves(&self, scheme: Scheme) -> bool {
+        match scheme {
+            Scheme::Standard => self.webhook_keys.is_some(),
+            Scheme::Stripe => self.stripe_secrets.is_some(),
+        }
+    }
+}
+
 /// Checks that need only the head: path and method, size, content-type.
-pub fn precheck(head: &Head, buffer: &[u8], body_size_max: usize) -> Result<Route, Rejection> {
+pub fn precheck(head: &Head, buffer: &[u8], context: &Context) -> Result<Route, Rejection> {
     let path = buffer.get(head.path.clone()).unwrap_or_default();
     let (route, allow) = match path {
-        b"/webhook" => (Route::Webhook, "POST"),
+        b"/webhook" => (Route::Events(Scheme::Standard), "POST"),
+        b"/stripe" => (Route::Events(Scheme::Stripe), "POST"),
         b"/healthz" => (Route::Healthz, "GET, HEAD"),
         b"/readyz" => (Route::Readyz, "GET, HEAD"),
         b"/metrics" => (Route::Metrics, "GET, HEAD"),
         _ => return Err(Rejection::NotFound),
     };
+    let events = matches!(route, Route::Events(_));
+    if let Route::Events(scheme) = route
+        && !context.serves(scheme)
+    {
+        return Err(Rejection::NotFound);
+    }
     let method_allowed = match route {
-        Route::Webhook => head.method == Method::Post,
+        Route::Events(_) => head.method == Method::Post,
         _ => matches!(head.method, Method::Get | Method::Head),
     };
     if !method_allowed {
         return Err(Rejection::MethodNotAllowed { allow });
     }
     match head.body {
-        BodyFraming::Length(length) if length > body_size_max as u64 => {
+        BodyFraming::Length(length) if length > context.body_size_max as u64 => {
             return Err(Rejection::PayloadTooLarge);
         }
-        BodyFraming::Chunked if route != Route::Webhook => {
-            return Err(Rejection::LengthRequired(LengthMissing::ChunkedOffWebhook));
+        BodyFraming::Chunked if !events => {
+            return Err(Rejection::LengthRequired(LengthMissing::ChunkedOffEvents));
         }
-        BodyFraming::None if route == Route::Webhook => {
+        BodyFraming::None if events => {
             return Err(Rejection::LengthRequired(LengthMissing::ContentLength));
         }
         _ => {}
     }
-    if route == Route::Webhook {
+    if events {
         let content_type = head.content_type.clone().and_then(|span| buffer.get(span));
         if !content_type.is_some_and(http::is_json_media_type) {
             return Err(Rejection::UnsupportedMediaType);
@@ -112,7 +143,7 @@ impl<'c> Session<'c> {
     /// Runs the request's route.
     pub fn handle(&mut self, request: Request<'_>) -> (Result<Answer, Rejection>, Returned) {
         match request.route {
-            Route::Webhook => self.webhook(request),
+            Route::Events(scheme) => self.events(scheme, request),
             Route::Healthz => (Ok(Answer::Healthy), Some(request.buffer)),
             Route::Readyz => (self.ready(), Some(request.buffer)),
             Route::Metrics => {
@@ -122,14 +153,18 @@ impl<'c> Session<'c> {
         }
     }
 
-    fn webhook(&mut self, request: Request<'_>) -> (Result<Answer, Rejection>, Returned) {
-        let prepared = prepare(self.context, &request);
-        let Request { head, buffer, .. } = request;
-        let pending = match prepared {
-            Ok(pending) => pending,
+    fn events(
+        &mut self,
+        scheme: Scheme,
+        request: Request<'_>,
+    ) -> (Result<Answer, Rejection>, Returned) {
+        let prepared = prepare(self.context, scheme, &request);
+        let Request { buffer, .. } = request;
+        let (pending, id) = match prepared {
+            Ok(Prepared::Store { pending, id }) => (pending, id),
+            Ok(Prepared::Ignore { id }) => return (Ok(Answer::Ignored(id)), Some(buffer)),
             Err(rejection) => return (Err(rejection), Some(buffer)),
         };
-        let id = head.webhook_id.clone().unwrap_or_default();
         let store = &self.context.store;
         if let Err((error, buffer)) = store.submit(buffer, pending, &self.replies.sender) {
             return (Err(unavailable(error)), Some(buffer));
@@ -171,27 +206,63 @@ impl<'c> Session<'c> {
     }
 }
 
-/// Everything up to the database, on the borrowed request bytes.
-fn prepare(context: &Context, request: &Request<'_>) -> Result<Pending, Rejection> {
+/// Everything up to the database, on the borrowed request bytes: the scheme's signature, then
+/// its body.
+fn prepare(
+    context: &Context,
+    scheme: Scheme,
+    request: &Request<'_>,
+) -> Result<Prepared, Rejection> {
     let Request { head, buffer, .. } = request;
-    let header = |span: &Option<Range<usize>>| span.clone().and_then(|span| buffer.get(span));
-    let headers = signature::Headers {
-        id: header(&head.webhook_id),
-        timestamp: header(&head.webhook_timestamp),
-        signature: header(&head.webhook_signature),
-    };
+    let lookup = |name: &str| head.header(buffer, name);
     let body = buffer.get(request.body.clone()).unwrap_or_default();
-    let verified = signature::verify(
-        &context.secrets,
-        &headers,
-        body,
-        request.now_secs,
-        context.tolerance_secs,
-    )?;
-    let webhook = payload::parse(body)?;
-    let event = payload::validate(&webhook)?;
-    let row = transform::transform(verified.id, verified.timestamp, &event);
-    Ok(Pending::new(&row, buffer))
+    let (now, tolerance) = (request.now_secs, context.tolerance_secs);
+    match scheme {
+        Scheme::Standard => {
+            // `precheck` routed here only with keys; `NotFound` keeps that without a panic.
+            let keys = context.webhook_keys.as_ref().ok_or(Rejection::NotFound)?;
+            let delivery = standard::headers(lookup)?;
+            let verified = standard::verify_delivery(keys, &delivery, body, now, tolerance)?;
+            let webhook = payload::parse(body)?;
+            let event = payload::validate(&webhook)?;
+            Ok(to_store(
+                scheme,
+                verified.id,
+                verified.timestamp,
+                &event,
+                buffer,
+            ))
+        }
+        Scheme::Stripe => {
+            let secrets = context.stripe_secrets.as_ref().ok_or(Rejection::NotFound)?;
+            stripe::verify(secrets, lookup, body, now, tolerance)?;
+            let event = stripe_event::parse(body)?;
+            match stripe_event::validate(&event)? {
+                stripe_event::Outcome::Store { id, created, event } => {
+                    Ok(to_store(scheme, &id, created, &event, buffer))
+                }
+                stripe_event::Outcome::Ignored { id } => Ok(Prepared::Ignore {
+                    id: text::locate(&id, buffer),
+                }),
+            }
+        }
+    }
+}
+
+/// The row `scheme` verified for `event`, stored under `id`, detached from its borrow of
+/// `buffer`.
+fn to_store(
+    scheme: Scheme,
+    id: &str,
+    provider_ts: i64,
+    event: &Event<'_>,
+    buffer: &[u8],
+) -> Prepared {
+    let row = transform::transform(id, provider_ts, event);
+    Prepared::Store {
+        pending: Pending::new(&row, buffer, scheme),
+        id: text::locate(id, buffer),
+    }
 }
 
 #[cold]
@@ -204,17 +275,26 @@ fn unavailable(error: store::Error) -> Rejection {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_late_reply_never_answers_a_later_request() {
-        // Nothing answers the ping, so the wait times out.
-        let context = Context {
-            secrets: Secrets::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+    /// A context whose store never answers, with the endpoints whose keys are given.
+    fn context(webhook: Option<&str>, stripe: Option<&str>) -> Context {
+        Context {
+            webhook_keys: webhook.map(|keys| standard::Keys::parse(keys).unwrap()),
+            stripe_secrets: stripe.map(|secrets| stripe::Secrets::parse(secrets).unwrap()),
             body_size_max: 100,
             tolerance_secs: 300,
             request_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
             store: Store::unanswered(),
-        };
+        }
+    }
+
+    const WEBHOOK: Option<&str> = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    const STRIPE: Option<&str> = Some("whsec_stripe_test");
+
+    #[test]
+    fn a_late_reply_never_answers_a_later_request() {
+        // Nothing answers the ping, so the wait times out.
+        let context = context(WEBHOOK, None);
         let mut session = Session::new(&context);
         let late = session.replies.sender.clone();
         assert_eq!(session.ready().unwrap_err().code(), "unavailable");
@@ -224,10 +304,41 @@ mod tests {
     }
 
     #[track_caller]
-    fn check(raw: &str, expected: Result<Route, &str>) {
+    fn check_with(context: &Context, raw: &str, expected: Result<Route, &str>) {
         let head = http::parse_head(raw.as_bytes()).unwrap().unwrap();
-        let actual = precheck(&head, raw.as_bytes(), 100).map_err(|r| r.code());
+        let actual = precheck(&head, raw.as_bytes(), context).map_err(|r| r.code());
         assert_eq!(actual, expected, "{raw:?}");
+    }
+
+    #[track_caller]
+    fn check(raw: &str, expected: Result<Route, &str>) {
+        check_with(&context(WEBHOOK, STRIPE), raw, expected);
+    }
+
+    #[test]
+    fn endpoints_without_keys_are_not_found() {
+        let post = |path: &str| {
+            format!(
+                "POST {path} HTTP/1.1\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n"
+            )
+        };
+        let webhook = Ok(Route::Events(Scheme::Standard));
+        let stripe = Ok(Route::Events(Scheme::Stripe));
+        check_with(&context(WEBHOOK, None), &post("/webhook"), webhook);
+        check_with(&context(WEBHOOK, None), &post("/stripe"), Err("not_found"));
+        check_with(&context(None, STRIPE), &post("/webhook"), Err("not_found"));
+        check_with(&context(None, STRIPE), &post("/stripe"), stripe);
+        check_with(
+            &context(WEBHOOK, None),
+            "GET /stripe HTTP/1.1\r\n\r\n",
+            Err("not_found"),
+        );
+        check(&post("/stripe"), stripe);
+        check("GET /stripe HTTP/1.1\r\n\r\n", Err("method_not_allowed"));
+        check(
+            &post("/stripe").replace("application/json", "text/plain"),
+            Err("unsupported_media_type"),
+        );
     }
 
     #[test]
@@ -245,7 +356,7 @@ mod tests {
         check("POST /healthz HTTP/1.1\r\n\r\n", Err("method_not_allowed"));
         check(
             &format!("POST /webhook HTTP/1.1\r\n{json}content-length: 100\r\n\r\n"),
-            Ok(Route::Webhook),
+            Ok(Route::Events(Scheme::Standard)),
         );
         check(
             &format!("POST /webhook HTTP/1.1\r\n{json}content-length: 101\r\n\r\n"),
@@ -269,7 +380,7 @@ mod tests {
         );
         check(
             &format!("POST /webhook HTTP/1.1\r\n{json}transfer-encoding: chunked\r\n\r\n"),
-            Ok(Route::Webhook),
+            Ok(Route::Events(Scheme::Standard)),
         );
         check(
             "GET /healthz HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",

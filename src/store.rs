@@ -18,7 +18,6 @@
 //! body is not copied before the database write; the buffer travels back with the answer.
 
 use std::collections::HashSet;
-use std::ops::Range;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -34,6 +33,8 @@ use crate::limits::{
     DB_RECONNECT_JITTER_DIVISOR, DB_STATEMENT_TIMEOUT, DB_WRITE_WAIT_MAX, QUEUE_LEN_MAX,
 };
 use crate::metrics;
+use crate::signature::Scheme;
+use crate::text::{Text, locate, resolve};
 use crate::transform::{Amount, Row};
 
 mod watchdog;
@@ -41,11 +42,14 @@ mod watchdog;
 use watchdog::Watchdog;
 
 /// Migrations in `sql/`, applied in this order, each once.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_webhook_events.sql",
-    include_str!("../sql/0001_webhook_events.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_webhook_events.sql",
+        include_str!("../sql/0001_webhook_events.sql"),
+    ),
+    (2, "0002_source.sql", include_str!("../sql/0002_source.sql")),
+];
 
 /// The start of the WARNING PostgreSQL sends when a commit's wait for the synchronous standby
 /// is cancelled: the commit then returns success although it exists on the primary only. The
@@ -67,13 +71,13 @@ const MIGRATION_LOCK_KEY: i64 = 0x686f_6f6b_7369_6e6b;
 /// so no row is affected twice.
 const INSERT_BATCH: &str = "\
 INSERT INTO webhook_events (event_id, event_type, category, action, object_id, amount_cents, \
-currency, amount, metadata, provider_ts) \
+currency, amount, metadata, provider_ts, source) \
 SELECT e.id, e.event_type, e.category, e.action, e.object_id, e.amount_cents, e.currency, \
-e.amount::numeric(20,4), e.metadata::jsonb, to_timestamp(e.provider_ts) \
+e.amount::numeric(20,4), e.metadata::jsonb, to_timestamp(e.provider_ts), e.source \
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], \
-$7::text[], $8::text[], $9::text[], $10::int8[]) \
+$7::text[], $8::text[], $9::text[], $10::int8[], $11::text[]) \
 WITH ORDINALITY AS e(id, event_type, category, action, object_id, amount_cents, currency, \
-amount, metadata, provider_ts, position) \
+amount, metadata, provider_ts, source, position) \
 ORDER BY e.position \
 ON CONFLICT (event_id) DO UPDATE SET event_id = EXCLUDED.event_id WHERE false \
 RETURNING event_id";
@@ -126,13 +130,6 @@ impl Default for Replies {
     }
 }
 
-/// Text of a row: a span of the job's buffer when the request bytes hold it verbatim.
-#[derive(Debug)]
-enum Text {
-    Span(Range<usize>),
-    Owned(Box<str>),
-}
-
 /// A row detached from its borrow of the connection buffer, ready to travel with it.
 #[derive(Debug)]
 pub struct Pending {
@@ -146,6 +143,8 @@ pub struct Pending {
     amount: Amount,
     metadata: Text,
     provider_ts: i64,
+    /// The scheme that verified the row; its `name()` is the `source` column.
+    source: Scheme,
 }
 
 /// Handle the request side uses to reach the writers.
@@ -162,9 +161,9 @@ struct Job {
 }
 
 impl Pending {
-    /// Records where each value of `row` sits in `buffer`; values that are not in it (decoded
-    /// escapes, the `{}` default) are kept as owned text.
-    pub fn new(row: &Row<'_>, buffer: &[u8]) -> Pending {
+    /// Records where each value of `row` (verified by `source`) sits in `buffer`; values that
+    /// are not in it (decoded escapes, the `{}` default) are kept as owned text.
+    pub fn new(row: &Row<'_>, buffer: &[u8], source: Scheme) -> Pending {
         let text = |value: &str| locate(value, buffer);
         // Validation only passes codes of the ISO table; anything else would commit a wrong row.
         assert!(
@@ -187,6 +186,7 @@ impl Pending {
             amount: row.amount,
             metadata: text(row.metadata),
             provider_ts: row.provider_ts,
+            source,
         }
     }
 }
@@ -568,6 +568,7 @@ struct Columns<'a> {
     amounts: Vec<&'a str>,
     metadata: Vec<&'a str>,
     provider_ts: Vec<i64>,
+    sources: Vec<&'static str>,
     /// Per job: its event id, and whether it is the first job of the batch with that id.
     jobs: Vec<(&'a str, bool)>,
 }
@@ -586,6 +587,7 @@ impl<'a> Columns<'a> {
             amounts: Vec::with_capacity(n),
             metadata: Vec::with_capacity(n),
             provider_ts: Vec::with_capacity(n),
+            sources: Vec::with_capacity(n),
             jobs: Vec::with_capacity(n),
         };
         let mut seen: HashSet<&str> = HashSet::with_capacity(n);
@@ -616,11 +618,12 @@ impl<'a> Columns<'a> {
             columns.amounts.push(row.amount.as_str());
             columns.metadata.push(resolve(&row.metadata, buffer));
             columns.provider_ts.push(row.provider_ts);
+            columns.sources.push(row.source.name());
         }
         columns
     }
 
-    fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); 10] {
+    fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); 11] {
         [
             &self.ids,
             &self.event_types,
@@ -632,6 +635,7 @@ impl<'a> Columns<'a> {
             &self.amounts,
             &self.metadata,
             &self.provider_ts,
+            &self.sources,
         ]
     }
 
@@ -647,32 +651,6 @@ impl<'a> Columns<'a> {
                 }
             })
             .collect()
-    }
-}
-
-fn locate(value: &str, buffer: &[u8]) -> Text {
-    let start = (value.as_ptr() as usize).wrapping_sub(buffer.as_ptr() as usize);
-    let end = start.wrapping_add(value.len());
-    if start <= buffer.len() && end <= buffer.len() && start <= end {
-        Text::Span(start..end)
-    } else {
-        Text::Owned(value.into())
-    }
-}
-
-/// The text `locate` recorded. A span that does not resolve means the buffer changed after
-/// `Pending::new`, a programmer error that would commit a wrong row: it stops the writer.
-fn resolve<'a>(text: &'a Text, buffer: &'a [u8]) -> &'a str {
-    match text {
-        // The span was taken from a `&str` into this very buffer, so it is valid UTF-8.
-        Text::Span(span) => {
-            let text = buffer
-                .get(span.clone())
-                .and_then(|bytes| std::str::from_utf8(bytes).ok());
-            assert!(text.is_some(), "span {span:?} is not text of its buffer");
-            text.unwrap_or_default()
-        }
-        Text::Owned(text) => text,
     }
 }
 
@@ -764,7 +742,7 @@ mod tests {
         let webhook = payload::parse(&buffer[id.len()..]).unwrap();
         let event = payload::validate(&webhook).unwrap();
         let row = transform::transform(id_text, 1_700_000_000, &event);
-        let pending = Pending::new(&row, &buffer);
+        let pending = Pending::new(&row, &buffer, Scheme::Standard);
         (buffer, pending, mpsc::channel().0)
     }
 

@@ -15,7 +15,10 @@ use std::fmt;
 
 use crate::limits::EVENT_ID_LEN_MAX;
 
-pub use standard::{Headers, SecretError, Secrets, sign, verify};
+pub use standard::{SecretError, Secrets, sign};
+
+/// Every header any scheme reads, lowercase, scheme by scheme: what `http::Head` collects.
+pub const HEADER_NAMES: [&str; HEADER_NAMES_COUNT] = all_header_names();
 
 /// The signature schemes hooksink verifies; each route uses one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +27,38 @@ pub enum Scheme {
     Standard,
     /// Stripe's `Stripe-Signature`, on `/stripe`.
     Stripe,
+}
+
+/// How many headers the schemes read together.
+#[allow(clippy::indexing_slicing)] // Const evaluation: a bad index fails the build.
+const HEADER_NAMES_COUNT: usize = {
+    let mut count = 0;
+    let mut index = 0;
+    while index < Scheme::ALL.len() {
+        count += Scheme::ALL[index].header_names().len();
+        index += 1;
+    }
+    count
+};
+
+/// `Scheme::header_names` of every scheme, flattened at compile time.
+// Indexing runs only in const evaluation: an out-of-bounds index fails the build, not a request.
+#[allow(clippy::indexing_slicing)]
+const fn all_header_names() -> [&'static str; HEADER_NAMES_COUNT] {
+    let mut names = [""; HEADER_NAMES_COUNT];
+    let mut filled = 0;
+    let mut scheme = 0;
+    while scheme < Scheme::ALL.len() {
+        let own = Scheme::ALL[scheme].header_names();
+        let mut index = 0;
+        while index < own.len() {
+            names[filled] = own[index];
+            filled += 1;
+            index += 1;
+        }
+        scheme += 1;
+    }
+    names
 }
 
 /// A request whose signature checked out, with the delivery's id and the sender's timestamp.
@@ -196,6 +231,7 @@ mod tests {
             .iter()
             .flat_map(|scheme| scheme.header_names().iter().copied())
             .collect();
+        assert_eq!(all, HEADER_NAMES);
         assert!(all.iter().all(|name| *name == name.to_ascii_lowercase()));
         let count = all.len();
         all.sort_unstable();

@@ -63,7 +63,7 @@ pub struct Keys {
     public: Vec<VerifyingKey>,
 }
 
-/// Symmetric secrets only, at least one: what `sign` and today's callers need.
+/// Symmetric secrets only, at least one: what `sign` (`hooksink sign`, tests) needs.
 #[derive(Clone)]
 pub struct Secrets {
     /// The key `sign` uses; kept apart so that "at least one" holds by construction.
@@ -91,20 +91,6 @@ pub enum SecretError {
     BadPublicKey { position: usize },
     /// Not `whsk_` and 64 bytes of base64 whose second half is the first half's public key.
     BadPrivateKey,
-}
-
-/// What the `webhook-*` headers carried, as raw bytes (None = header absent).
-///
-/// Kept for callers that read the three headers themselves; `headers` is the lookup-based way
-/// that also takes the `svix-*` family.
-#[derive(Debug, Clone, Copy)]
-pub struct Headers<'a> {
-    /// `webhook-id`.
-    pub id: Option<&'a [u8]>,
-    /// `webhook-timestamp`.
-    pub timestamp: Option<&'a [u8]>,
-    /// `webhook-signature`.
-    pub signature: Option<&'a [u8]>,
 }
 
 /// One complete family of signature headers, as raw bytes; only `headers` builds one.
@@ -323,22 +309,9 @@ pub fn verify_delivery<'a>(
     Err(Error::NoValidSignature)
 }
 
-/// `verify_delivery` for callers holding the three `webhook-*` header values.
-pub fn verify<'a>(
-    secrets: &Secrets,
-    headers: &Headers<'a>,
-    body: &[u8],
-    now_secs: i64,
-    tolerance_secs: i64,
-) -> Result<Verified<'a>, Error> {
-    let values = [headers.id, headers.timestamp, headers.signature];
-    let delivery = Delivery::complete(WEBHOOK, values)?;
-    verify_delivery(&secrets.keys, &delivery, body, now_secs, tolerance_secs)
-}
-
 /// `v1,<base64>` for the first secret; used by `hooksink sign` and by tests/load generators.
 ///
-/// A negative `timestamp` is signed as written, but `verify` refuses it.
+/// A negative `timestamp` is signed as written, but `verify_delivery` refuses it.
 pub fn sign(secrets: &Secrets, id: &str, timestamp: i64, body: &[u8]) -> String {
     let ts = timestamp.to_string();
     let mac = signed_content(
@@ -512,6 +485,27 @@ mod tests {
     /// Another valid secret, for rotation and count cases.
     const C: &str = "whsec_AAAAAAAAAAAAAAAAAAAAAAAA";
     const TOLERANCE: i64 = crate::limits::TIMESTAMP_SKEW_SECS_DEFAULT;
+
+    /// What the `webhook-*` headers carried, as raw bytes (None = header absent).
+    #[derive(Debug, Clone, Copy)]
+    struct Headers<'a> {
+        id: Option<&'a [u8]>,
+        timestamp: Option<&'a [u8]>,
+        signature: Option<&'a [u8]>,
+    }
+
+    /// `verify_delivery` on the three `webhook-*` values.
+    fn verify<'a>(
+        secrets: &Secrets,
+        headers: &Headers<'a>,
+        body: &[u8],
+        now_secs: i64,
+        tolerance_secs: i64,
+    ) -> Result<Verified<'a>, Error> {
+        let values = [headers.id, headers.timestamp, headers.signature];
+        let delivery = Delivery::complete(WEBHOOK, values)?;
+        verify_delivery(&secrets.keys, &delivery, body, now_secs, tolerance_secs)
+    }
 
     fn h<'a>(id: &'a str, ts: &'a str, signature: &'a str) -> Headers<'a> {
         Headers {

@@ -26,5 +26,6 @@ mod replication;
 mod scale;
 mod selfheal;
 mod standby;
+mod stripe;
 mod timeouts;
 mod tree;

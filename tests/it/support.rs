@@ -131,7 +131,8 @@ pub struct Server {
 
 impl Server {
     /// Starts `hooksink` on 127.0.0.1:0 with the test secret, 2 workers and 1 writer, plus
-    /// `extra_env` (which wins), and waits until it prints `listening on 127.0.0.1:PORT`.
+    /// `extra_env` (which wins; a value of [`UNSET`] removes the variable), and waits until it
+    /// prints `listening on 127.0.0.1:PORT`.
     pub fn start(db_url: &str, extra_env: &[(&str, &str)]) -> Server {
         Server::start_limited(db_url, extra_env, None)
     }
@@ -170,10 +171,10 @@ impl Server {
             .env("RUST_BACKTRACE", "1")
             .env("WORKERS", "2")
             .env("DB_WRITERS", "1")
-            .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        set_env(&mut command, extra_env);
         // SIGKILL if this thread dies first, so no server outlives a test.
         die_with_parent(&mut command, libc::SIGKILL);
         if let Some(nofile) = nofile {
@@ -983,6 +984,51 @@ pub fn stripe_request(body: impl AsRef<[u8]>, secret: &str, timestamp: i64) -> V
 pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
     let text = fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
     text.lines().next()?.trim().parse().ok()
+}
+
+/// An `extra_env` value for [`Server::start`] that removes the variable instead of setting it
+/// (no environment value can hold a NUL byte, so no real value is mistaken for it).
+pub const UNSET: &str = "\0unset";
+
+/// Sets `env` on `command`, removing the variables whose value is [`UNSET`].
+fn set_env(command: &mut Command, env: &[(&str, &str)]) {
+    for (name, value) in env {
+        if *value == UNSET {
+            command.env_remove(name);
+        } else {
+            command.env(name, value);
+        }
+    }
+}
+
+/// The `source` column of the row stored for `event_id`, if any.
+pub fn source(client: &mut postgres::Client, event_id: &str) -> Option<String> {
+    client
+        .query_opt(
+            "SELECT source FROM webhook_events WHERE event_id = $1",
+            &[&event_id],
+        )
+        .unwrap_or_else(|e| panic!("reading the source of {event_id}: {e}"))
+        .map(|row| row.get(0))
+}
+
+/// How many rows hold `event_id` (0 or 1, the primary key says; counted to prove it).
+pub fn row_count(client: &mut postgres::Client, event_id: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM webhook_events WHERE event_id = $1",
+            &[&event_id],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// How many migrations `sql/` holds: what a fresh database has pending.
+pub fn migration_count() -> usize {
+    fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().path().extension() == Some("sql".as_ref()))
+        .count()
 }
 
 #[cfg(test)]
