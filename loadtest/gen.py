@@ -191,19 +191,26 @@ def generate(out, key: bytes, count: int, prefix: str, mode: str, seed: int | No
     pool = [make_body(rng) for _ in range(min(count, distinct))] if mode == "unique" else []
     out.write(f"{FORMAT_TAG} mode={mode} prefix={prefix} count={count} generated_at={now}\n"
               .encode())
+    def requests():
+        for n in range(count):
+            if mode == "duplicate":
+                msg_id, body = f"msg_{prefix}_dup", FIXED_DUP_BODY
+            else:
+                msg_id, body = f"msg_{prefix}_{n}", pool[rng.randrange(len(pool))]
+            yield msg_id.encode(), sign(key, msg_id, now, body), body
+    write_requests(out, now, requests())
+    return count
+
+
+def write_requests(out, now: int, requests) -> None:
+    """Writes (id, signature, body) triples as the file's lines, 4096 per write."""
     lines = []
-    for n in range(count):
-        if mode == "duplicate":
-            msg_id, body = f"msg_{prefix}_dup", FIXED_DUP_BODY
-        else:
-            msg_id, body = f"msg_{prefix}_{n}", pool[rng.randrange(len(pool))]
-        lines.append(b"%s\t%d\t%s\t%s\n" % (msg_id.encode(), now, sign(key, msg_id, now, body)
-                                            .encode(), body))
+    for request_id, signature, body in requests:
+        lines.append(b"%s\t%d\t%s\t%s\n" % (request_id, now, signature.encode(), body))
         if len(lines) >= 4096:
             out.writelines(lines)
             lines.clear()
     out.writelines(lines)
-    return count
 
 
 def generate_stripe(out, secret: bytes, count: int, prefix: str, rng: random.Random, now: int,
@@ -214,16 +221,12 @@ def generate_stripe(out, secret: bytes, count: int, prefix: str, rng: random.Ran
     placeholder = stripe_bodies.ID_PLACEHOLDER.encode()
     out.write(f"{FORMAT_TAG} mode=unique prefix={prefix} count={count} generated_at={now} "
               "scheme=stripe\n".encode())
-    lines = []
-    for n in range(count):
-        event_id = b"evt_%s_%d" % (prefix.encode(), n)
-        body = pool[rng.randrange(len(pool))].replace(placeholder, event_id, 1)
-        lines.append(b"%s\t%d\t%s\t%s\n" % (event_id, now, stripe_sign(secret, now, body)
-                                            .encode(), body))
-        if len(lines) >= 1024:
-            out.writelines(lines)
-            lines.clear()
-    out.writelines(lines)
+    def requests():
+        for n in range(count):
+            event_id = b"evt_%s_%d" % (prefix.encode(), n)
+            body = pool[rng.randrange(len(pool))].replace(placeholder, event_id, 1)
+            yield event_id, stripe_sign(secret, now, body), body
+    write_requests(out, now, requests())
     return count
 
 
