@@ -10,6 +10,13 @@ Output file format (UTF-8 text, one request per line, so LuaJIT reads it fast):
 The body is compact JSON from json.dumps, which escapes every control character, so a body
 never holds a raw TAB or newline and the last field is simply "the rest of the line".
 
+With --scheme stripe (unique mode only) each line is a Stripe event for POST /stripe
+instead: <event id> TAB <t> TAB <Stripe-Signature value> TAB <body>, and the header line ends
+with "scheme=stripe".  The ids are "evt_<prefix>_<n>", also inside each body (Stripe's dedupe
+key); bodies are 2-20 KB events from stripe_bodies.py, 15 % of them `customer.*` events that
+hooksink answers `ignored`.  The signature is t=<ts>,v1=hex(HMAC-SHA256(secret as is,
+"{t}.{body}")), the key being the whsec_ string itself, as Stripe signs.
+
 Modes:
   unique     N requests, every webhook-id distinct ("msg_<prefix>_<n>"); the prefix is new
              for every run (time + randomness) so re-runs against the same table never collide.
@@ -40,6 +47,8 @@ import re
 import string
 import sys
 import time
+
+import stripe_bodies
 
 FORMAT_TAG = "#hooksink-requests v1"
 BODY_MIN, BODY_MAX = 170, 410  # bytes, as the issue asks
@@ -82,6 +91,11 @@ def secret_key(secret: str) -> bytes:
 def sign(key: bytes, msg_id: str, ts: int, body: bytes) -> str:
     mac = hmac.digest(key, b"%s.%d.%s" % (msg_id.encode(), ts, body), hashlib.sha256)
     return "v1," + base64.b64encode(mac).decode()
+
+
+def stripe_sign(secret: bytes, ts: int, body: bytes) -> str:
+    """The Stripe-Signature value: the secret string as is is the key (not base64-decoded)."""
+    return "t=%d,v1=%s" % (ts, hmac.digest(secret, b"%d.%s" % (ts, body), hashlib.sha256).hex())
 
 
 def rand_token(rng: random.Random, n: int) -> str:
@@ -163,9 +177,11 @@ FIXED_DUP_BODY = (
 
 
 def generate(out, key: bytes, count: int, prefix: str, mode: str, seed: int | None,
-             distinct: int = 20_000) -> int:
+             distinct: int = 20_000, scheme: str = "standard") -> int:
     rng = random.Random(seed)
     now = int(time.time())
+    if scheme == "stripe":
+        return generate_stripe(out, key, count, prefix, rng, now, distinct)
     if mode == "duplicate":
         count = 1
     # Building a random body costs ~100 us in Python, signing ~3 us.  To generate a few
@@ -175,18 +191,42 @@ def generate(out, key: bytes, count: int, prefix: str, mode: str, seed: int | No
     pool = [make_body(rng) for _ in range(min(count, distinct))] if mode == "unique" else []
     out.write(f"{FORMAT_TAG} mode={mode} prefix={prefix} count={count} generated_at={now}\n"
               .encode())
+    def requests():
+        for n in range(count):
+            if mode == "duplicate":
+                msg_id, body = f"msg_{prefix}_dup", FIXED_DUP_BODY
+            else:
+                msg_id, body = f"msg_{prefix}_{n}", pool[rng.randrange(len(pool))]
+            yield msg_id.encode(), sign(key, msg_id, now, body), body
+    write_requests(out, now, requests())
+    return count
+
+
+def write_requests(out, now: int, requests) -> None:
+    """Writes (id, signature, body) triples as the file's lines, 4096 per write."""
     lines = []
-    for n in range(count):
-        if mode == "duplicate":
-            msg_id, body = f"msg_{prefix}_dup", FIXED_DUP_BODY
-        else:
-            msg_id, body = f"msg_{prefix}_{n}", pool[rng.randrange(len(pool))]
-        lines.append(b"%s\t%d\t%s\t%s\n" % (msg_id.encode(), now, sign(key, msg_id, now, body)
-                                            .encode(), body))
+    for request_id, signature, body in requests:
+        lines.append(b"%s\t%d\t%s\t%s\n" % (request_id, now, signature.encode(), body))
         if len(lines) >= 4096:
             out.writelines(lines)
             lines.clear()
     out.writelines(lines)
+
+
+def generate_stripe(out, secret: bytes, count: int, prefix: str, rng: random.Random, now: int,
+                    distinct: int) -> int:
+    """Unique Stripe events: a pool of `distinct` bodies (each ~1.6 ms to build), every request
+    one of them with its own event id put in and signed."""
+    pool = [stripe_bodies.make_body(rng)[0] for _ in range(min(count, distinct))]
+    placeholder = stripe_bodies.ID_PLACEHOLDER.encode()
+    out.write(f"{FORMAT_TAG} mode=unique prefix={prefix} count={count} generated_at={now} "
+              "scheme=stripe\n".encode())
+    def requests():
+        for n in range(count):
+            event_id = b"evt_%s_%d" % (prefix.encode(), n)
+            body = pool[rng.randrange(len(pool))].replace(placeholder, event_id, 1)
+            yield event_id, stripe_sign(secret, now, body), body
+    write_requests(out, now, requests())
     return count
 
 
@@ -276,6 +316,24 @@ def self_test() -> int:
     ok = header.startswith(FORMAT_TAG + " mode=unique") and len(ids) == len(rows) == 5000
     print(f"file: header ok, 5000 unique ids, signatures verify: {'ok' if ok else 'FAIL'}")
     failures += not ok
+    # The Stripe scheme: the signer against hooksink's own unit-test value, and the bodies.
+    got = stripe_sign(b"whsec_hooksink_test_secret_1", 1700000000,
+                      b'{\n  "id": "evt_1",\n  "object": "event"\n}')
+    want = "t=1700000000,v1=dbf2ac9b0c80f4b2e00c0d4559732e768fd9628ec4d07c9112155221ec49668f"
+    print(f"stripe signer vs hooksink's value: {'ok' if got == want else 'FAIL ' + got}")
+    failures += got != want
+    failures += stripe_bodies.self_test()
+    buf = io.BytesIO()
+    generate(buf, b"whsec_x", 300, "st", "unique", 5, 50, "stripe")
+    lines = buf.getvalue().split(b"\n")
+    rows = [ln.split(b"\t", 3) for ln in lines[1:] if ln]
+    ok = (lines[0].decode().endswith(" scheme=stripe") and len(rows) == 300
+          and len({r[0] for r in rows}) == 300
+          and all(json.loads(r[3])["id"] == r[0].decode()
+                  and stripe_sign(b"whsec_x", int(r[1]), r[3]) == r[2].decode() for r in rows))
+    print(f"stripe file: 300 unique evt_ ids in their bodies, signatures verify: "
+          f"{'ok' if ok else 'FAIL'}")
+    failures += not ok
     p2 = run_prefix()
     print(f"run prefixes differ ({p1} vs {p2}): {'ok' if p1 != p2 else 'FAIL'}")
     failures += p1 == p2
@@ -296,24 +354,35 @@ def main() -> int:
                     help="size of the pool of distinct bodies the requests draw from")
     ap.add_argument("--body-out", help="duplicate mode: also write the exact body here (oha -D)")
     ap.add_argument("--self-test", action="store_true")
+    ap.add_argument("--scheme", choices=["standard", "stripe"], default="standard",
+                    help="stripe: Stripe events for POST /stripe, signed with --stripe-secret")
+    ap.add_argument("--stripe-secret", default=os.environ.get("STRIPE_WEBHOOK_SECRET"),
+                    help="whsec_... (default: $STRIPE_WEBHOOK_SECRET)")
     a = ap.parse_args()
     if a.self_test:
         return self_test()
-    if not a.secret or not a.out:
+    stripe = a.scheme == "stripe"
+    if stripe and (a.mode != "unique" or not a.stripe_secret or not a.out):
+        ap.error("--scheme stripe needs --mode unique, --stripe-secret and --out")
+    if not stripe and (not a.secret or not a.out):
         ap.error("--secret (or WEBHOOK_SECRET) and --out are required")
-    key = secret_key(a.secret)
+    if stripe:
+        key = a.stripe_secret.encode()
+        a.distinct_bodies = min(a.distinct_bodies, 2000)
+    else:
+        key = secret_key(a.secret)
     prefix = a.prefix or run_prefix()
     t0 = time.time()
     if a.out == "-":
         n = generate(sys.stdout.buffer, key, a.count, prefix, a.mode, a.seed,
-                     a.distinct_bodies)
+                     a.distinct_bodies, a.scheme)
     else:
         with open(a.out, "wb") as f:
-            n = generate(f, key, a.count, prefix, a.mode, a.seed, a.distinct_bodies)
+            n = generate(f, key, a.count, prefix, a.mode, a.seed, a.distinct_bodies, a.scheme)
     if a.mode == "duplicate" and a.body_out:
         with open(a.body_out, "wb") as f:
             f.write(FIXED_DUP_BODY)
-    print(f"gen.py: {n} {a.mode} request(s), prefix {prefix}, {time.time() - t0:.1f} s"
+    print(f"gen.py: {n} {a.mode} {a.scheme} request(s), prefix {prefix}, {time.time() - t0:.1f} s"
           + (" -- DUPLICATE PATH ONLY" if a.mode == "duplicate" else ""), file=sys.stderr)
     return 0
 

@@ -20,6 +20,9 @@
 -- sending (its connections go idle) and "exhausted" says so: generate more requests.
 -- The run's rate is answers / busy window (first request sent to last answer received),
 -- not wrk's own Requests/sec, which divides by the whole -d including the idle drain.
+-- Files whose header ends "scheme=stripe" (gen.py --scheme stripe) hold Stripe events: the
+-- third field is sent as one Stripe-Signature header instead of the three webhook-* ones
+-- (give wrk the /stripe URL); 200 "ignored" answers are counted apart.
 -- mode=duplicate files (one fixed request): every thread sends that line again and again.
 -- That measures ONLY the duplicate path, and the output says so.
 --
@@ -81,14 +84,21 @@ local function load(path, nthreads)
       if not c then error(path .. ": malformed line " .. (lineno + 2)) end
       local body = sub(line, c + 1)
       n = n + 1
+      local signature
+      if scheme == "stripe" then
+        signature = "Stripe-Signature: " .. sub(line, b + 1, c - 1) .. "\r\n"
+      else
+        signature = table.concat({
+          "webhook-id: ", sub(line, 1, a - 1), "\r\n",
+          "webhook-timestamp: ", sub(line, a + 1, b - 1), "\r\n",
+          "webhook-signature: ", sub(line, b + 1, c - 1), "\r\n" })
+      end
       -- The whole request is built once here; request() only hands it out.
       reqs[n] = table.concat({
         "POST ", wrk.path, " HTTP/1.1\r\n",
         "Host: ", host, "\r\n",
         "Content-Type: application/json\r\n",
-        "webhook-id: ", sub(line, 1, a - 1), "\r\n",
-        "webhook-timestamp: ", sub(line, a + 1, b - 1), "\r\n",
-        "webhook-signature: ", sub(line, b + 1, c - 1), "\r\n",
+        signature,
         "Content-Length: ", #body, "\r\n\r\n",
         body })
     end
@@ -111,6 +121,7 @@ function init(args)
   f:close()
   mode = header:match("^#hooksink%-requests v1 mode=(%a+)")
   if not mode then error(path .. ": not a gen.py file (bad header)") end
+  scheme = header:match(" scheme=(%a+)") or "standard"
   local generated_at = tonumber(header:match("generated_at=(%d+)")) or 0
   local age = os.time() - generated_at
   if age > 240 then
@@ -122,6 +133,7 @@ function init(args)
 
   -- Counters read by done().
   issued, accepted, duplicate, ok_other, s503, s4xx, s5xx, s_other = 0, 0, 0, 0, 0, 0, 0, 0
+  ignored = 0 -- 200 "ignored" (Stripe events hooksink does not store)
   exhausted = 0 -- 1 when this thread ran out of requests
   fillers = 0   -- GET /readyz sent because no line was left (see request())
   loaded, load_s_taken = 0, 0
@@ -200,6 +212,8 @@ function response(status, headers, body)
       accepted = accepted + 1
     elseif find(body, '"duplicate"', 1, true) then
       duplicate = duplicate + 1
+    elseif find(body, '"ignored"', 1, true) then
+      ignored = ignored + 1
     else
       ok_other = ok_other + 1
     end
@@ -223,12 +237,12 @@ end
 
 function done(summary, latency, requests)
   os.remove(GO_FILE)
-  local keys = { "issued", "accepted", "duplicate", "ok_other", "s503", "s4xx", "s5xx",
-    "s_other", "exhausted", "loaded", "fillers" }
+  local keys = { "issued", "accepted", "duplicate", "ignored", "ok_other", "s503", "s4xx",
+    "s5xx", "s_other", "exhausted", "loaded", "fillers" }
   local tot = {}
   for _, k in ipairs(keys) do tot[k] = 0 end
   local first, last, load_max, load_sum = math.huge, 0, 0, 0
-  local mode
+  local mode, scheme
   io.write("replay.lua per thread:\n")
   for _, t in ipairs(threads) do
     local row = {}
@@ -237,7 +251,7 @@ function done(summary, latency, requests)
       tot[k] = tot[k] + v
       row[#row + 1] = k .. "=" .. v
     end
-    mode = t:get("mode")
+    mode, scheme = t:get("mode"), t:get("scheme")
     local tf, tl = t:get("t_first") or 0, t:get("t_last") or 0
     if tf > 0 and tf < first then first = tf end
     if tl > last then last = tl end
@@ -247,16 +261,18 @@ function done(summary, latency, requests)
     row[#row + 1] = string.format("load_s=%.2f", ls)
     io.write("  thread ", t:get("id"), ": ", table.concat(row, " "), "\n")
   end
-  local answered = tot.accepted + tot.duplicate + tot.ok_other + tot.s503 + tot.s4xx
-      + tot.s5xx + tot.s_other
+  local answered = tot.accepted + tot.duplicate + tot.ignored + tot.ok_other + tot.s503
+      + tot.s4xx + tot.s5xx + tot.s_other
   -- Busy window: first request sent to last answer received, over all threads.
   local window = (last > first) and (last - first) or (summary.duration / 1e6)
   local label = mode == "duplicate"
       and "DUPLICATE PATH ONLY (one fixed request replayed)"
       or "unique ids (insert path)"
   io.write(string.format("replay.lua: %s\n  %d answers in %.2f s busy window = %.0f req/s; "
-    .. "accepted %d, duplicate %d, other 200 %d, 503 %d, 4xx %d, other 5xx %d, other %d\n",
-    label, answered, window, answered / window, tot.accepted, tot.duplicate, tot.ok_other,
+    .. "accepted %d, duplicate %d, ignored %d, other 200 %d, 503 %d, 4xx %d, other 5xx %d, "
+    .. "other %d\n",
+    label, answered, window, answered / window, tot.accepted, tot.duplicate, tot.ignored,
+    tot.ok_other,
     tot.s503, tot.s4xx, tot.s5xx, tot.s_other))
   if tot.exhausted > 0 then
     io.write("replay.lua: WARNING ", tot.exhausted, " thread(s) ran out of requests; "
@@ -267,6 +283,7 @@ function done(summary, latency, requests)
   local e = summary.errors
   local fields = {
     { "mode", '"' .. (mode or "?") .. '"' },
+    { "scheme", '"' .. (scheme or "?") .. '"' },
     { "label", '"' .. label .. '"' },
     { "threads", json_num(#threads) },
     { "answered", json_num(answered) },
@@ -274,12 +291,14 @@ function done(summary, latency, requests)
     { "rps", json_num(answered / window) },
     { "accepted", json_num(tot.accepted) },
     { "duplicate", json_num(tot.duplicate) },
+    { "ignored", json_num(tot.ignored) },
     { "ok_other", json_num(tot.ok_other) },
     { "s503", json_num(tot.s503) },
     { "s4xx", json_num(tot.s4xx) },
     { "s5xx", json_num(tot.s5xx) },
     { "s_other", json_num(tot.s_other) },
-    { "non_2xx", json_num(answered - tot.accepted - tot.duplicate - tot.ok_other) },
+    { "non_2xx", json_num(answered - tot.accepted - tot.duplicate - tot.ignored
+      - tot.ok_other) },
     { "unanswered", json_num(unanswered) },
     { "exhausted_threads", json_num(tot.exhausted) },
     { "loaded", json_num(tot.loaded) },

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{Accepts, Config, VARIABLES};
+use crate::config::{self, Accepts, Config, VARIABLES, Value, Variable};
 use crate::db_error;
 use crate::limits::BODY_SIZE_MAX;
 use crate::secret;
@@ -19,7 +19,8 @@ use crate::store;
 pub fn help() -> String {
     let mut text = format!(
         "hooksink {}: receives signed payment webhooks and stores them in PostgreSQL\n\n\
-         USAGE:\n  hooksink                 serve (POST /webhook, GET /healthz /readyz /metrics)\n  \
+         USAGE:\n  hooksink                 serve (POST /webhook, POST /stripe,\n\
+         {pad:27}GET /healthz /readyz /metrics)\n  \
          hooksink sign [--scheme standard|stripe] [--id ID] [--private-key] [--timestamp SECS]\n\
          {pad:27}read a body on stdin, print its signature headers (sign --help)\n  \
          hooksink secret          print a fresh random whsec_ secret for WEBHOOK_SECRET\n  \
@@ -46,13 +47,16 @@ pub fn help() -> String {
     text
 }
 
-/// The variable `sign` takes its Standard Webhooks secret from, as the server does.
-const SECRET_VARIABLE: &str = "WEBHOOK_SECRET";
-/// The variable `sign --scheme stripe` takes its secret from, as `/stripe` does.
-const STRIPE_SECRET_VARIABLE: &str = "STRIPE_WEBHOOK_SECRET";
-/// The variable `sign --private-key` takes its `whsk_` key from. Never an argument: other
-/// users of the machine read every process's arguments (`ps`, `/proc/PID/cmdline`).
-const SIGNING_KEY_VARIABLE: &str = "WEBHOOK_SIGNING_KEY";
+/// The variable `sign --private-key` takes its `whsk_` key from (the sender's, so not one of
+/// the server's `config::VARIABLES`). Never an argument: other users of the machine read every
+/// process's arguments (`ps`, `/proc/PID/cmdline`). `sign` and `sign --scheme stripe` read the
+/// server's own rows, `config::WEBHOOK_SECRET` and `config::STRIPE_WEBHOOK_SECRET`.
+static SIGNING_KEY: Variable = Variable {
+    name: "WEBHOOK_SIGNING_KEY",
+    default: Value::Text("(none)"),
+    accepts: Accepts::Text,
+    meaning: "whsk_ ed25519 private key that sign --private-key signs with",
+};
 /// How `sign --scheme stripe` names its header line, as Stripe's documentation writes it.
 const STRIPE_HEADER_LINE: &str = "Stripe-Signature";
 
@@ -155,7 +159,8 @@ pub fn keypair() -> ExitCode {
     match PrivateKey::generate() {
         Ok(key) => {
             let (private, public) = (key.to_text(), key.public_key());
-            println!("{SIGNING_KEY_VARIABLE}={private}\n{SECRET_VARIABLE}={public}");
+            let (private_name, public_name) = (SIGNING_KEY.name, config::WEBHOOK_SECRET.name);
+            println!("{private_name}={private}\n{public_name}={public}");
             ExitCode::SUCCESS
         }
         Err(error) => fail(&random_source_error(&error)),
@@ -230,8 +235,10 @@ fn parse_sign_args(args: &[String]) -> Result<Option<SignRequest>, String> {
         if KEY_PREFIXES.iter().any(|prefix| flag.starts_with(prefix)) {
             return Err(format!(
                 "sign reads keys from the environment, never from arguments (other users see \
-                 those in ps): set {SECRET_VARIABLE}, {STRIPE_SECRET_VARIABLE} or \
-                 {SIGNING_KEY_VARIABLE}"
+                 those in ps): set {}, {} or {}",
+                config::WEBHOOK_SECRET.name,
+                config::STRIPE_WEBHOOK_SECRET.name,
+                SIGNING_KEY.name
             ));
         }
         match flag.as_str() {
@@ -272,22 +279,26 @@ const KEY_PREFIXES: [&str; 3] = ["whsec_", "whsk_", "whpk_"];
 /// The key `request` signs with, from the variable its scheme reads. Errors name the variable
 /// and the problem, never the value.
 fn signer(request: &SignRequest) -> Result<Signer, String> {
-    // Worded as the server words an unset variable (`config::Error::Missing`).
-    let read = |name: &'static str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+    let read = |variable: &'static Variable| {
+        std::env::var(variable.name).map_err(|_| config::Error::Missing(variable).to_string())
+    };
     match (request.scheme, request.private_key) {
-        (Scheme::Stripe, _) => stripe::Secrets::parse(&read(STRIPE_SECRET_VARIABLE)?)
+        (Scheme::Stripe, _) => stripe::Secrets::parse(&read(&config::STRIPE_WEBHOOK_SECRET)?)
             .map(Signer::Stripe)
             .map_err(|error| error.to_string()),
-        (Scheme::Standard, true) => PrivateKey::parse(&read(SIGNING_KEY_VARIABLE)?)
+        (Scheme::Standard, true) => PrivateKey::parse(&read(&SIGNING_KEY)?)
             .map(Signer::StandardPrivate)
-            .map_err(|error| format!("{SIGNING_KEY_VARIABLE}: {error}")),
+            .map_err(|error| format!("{}: {error}", SIGNING_KEY.name)),
         (Scheme::Standard, false) => {
             // Parsed as the server parses it, so a list that also holds whpk_ keys signs too.
-            let keys = Keys::parse(&read(SECRET_VARIABLE)?).map_err(|error| error.to_string())?;
+            let keys =
+                Keys::parse(&read(&config::WEBHOOK_SECRET)?).map_err(|error| error.to_string())?;
             keys.secrets().map(Signer::Standard).ok_or_else(|| {
                 format!(
-                    "{SECRET_VARIABLE} holds only whpk_ public keys, which cannot sign: use \
-                     --private-key with the whsk_ key in {SIGNING_KEY_VARIABLE}"
+                    "{} holds only whpk_ public keys, which cannot sign: use --private-key with \
+                     the whsk_ key in {}",
+                    config::WEBHOOK_SECRET.name,
+                    SIGNING_KEY.name
                 )
             })
         }

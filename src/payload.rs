@@ -190,6 +190,13 @@ impl From<jsonb::Problem> for Rule {
 /// after it, no duplicate top-level key, at most `limits::TOP_LEVEL_KEYS_MAX` top-level keys and
 /// nesting at most `limits::JSON_DEPTH_MAX` deep.
 pub fn parse(body: &[u8]) -> Result<Webhook<'_>, SyntaxError> {
+    parse_body(body)
+}
+
+/// Reads a body into `T` under the whole-body rules every provider's body shares: UTF-8, no
+/// byte order mark, nesting at most `limits::JSON_DEPTH_MAX` deep, one value and nothing after
+/// it. `T`'s own `Deserialize` checks its keys (`Webhook` here, `stripe_event::StripeEvent`).
+pub(crate) fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, SyntaxError> {
     let text = std::str::from_utf8(body).map_err(|error| SyntaxError::NotUtf8 {
         valid_up_to: error.valid_up_to(),
     })?;
@@ -202,9 +209,9 @@ pub fn parse(body: &[u8]) -> Result<Webhook<'_>, SyntaxError> {
         return Err(SyntaxError::TooDeep { offset });
     }
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let webhook = Webhook::deserialize(&mut deserializer).map_err(SyntaxError::Json)?;
+    let value = T::deserialize(&mut deserializer).map_err(SyntaxError::Json)?;
     deserializer.end().map_err(SyntaxError::Json)?;
-    Ok(webhook)
+    Ok(value)
 }
 
 /// Types every field of `webhook`, in the order event_type, object_id, amount_cents, currency,

@@ -49,19 +49,7 @@ pub enum Outcome<'a> {
 
 /// Reads a body into a `StripeEvent`, checking only syntax, with `payload::parse`'s rules.
 pub fn parse(body: &[u8]) -> Result<StripeEvent<'_>, SyntaxError> {
-    let text = std::str::from_utf8(body).map_err(|error| SyntaxError::NotUtf8 {
-        valid_up_to: error.valid_up_to(),
-    })?;
-    if text.starts_with('\u{feff}') {
-        return Err(SyntaxError::ByteOrderMark);
-    }
-    if let Some(offset) = crate::jsonb::too_deep(body) {
-        return Err(SyntaxError::TooDeep { offset });
-    }
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let event = StripeEvent::deserialize(&mut deserializer).map_err(SyntaxError::Json)?;
-    deserializer.end().map_err(SyntaxError::Json)?;
-    Ok(event)
+    payload::parse_body(body)
 }
 
 /// Checks `id`, `type`, `created` and `data.object`, in that order, then decides between

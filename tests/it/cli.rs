@@ -320,6 +320,10 @@ fn sign_help_prints_help_and_exits_zero_without_a_secret() {
         "{help}"
     );
     assert!(help.contains("hooksink keypair "), "{help}");
+    assert!(
+        help.contains("serve (POST /webhook, POST /stripe,\n"),
+        "{help}"
+    );
 }
 
 #[test]
