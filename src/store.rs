@@ -60,8 +60,9 @@ const SYNC_REP_CANCELLED: &str = "canceling wait for synchronous replication";
 
 /// The probe `/readyz` sends through a writer: a row lock writes WAL under a transaction id,
 /// so its commit waits for the synchronous standby as a batch's does (see `INSERT_BATCH`).
-/// Row 1 exists once the first migration ran, which every writer's connect does.
-const PING: &str = "SELECT version FROM hooksink_migrations WHERE version = 1 FOR UPDATE";
+/// Row 1 exists once the first migration ran, which every writer's connect does. `KEY SHARE`,
+/// the weakest row lock, so probes on several writers or instances do not wait for each other.
+const PING: &str = "SELECT version FROM hooksink_migrations WHERE version = 1 FOR KEY SHARE";
 
 /// Key of the advisory lock that serialises migrations across instances ("hooksink" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x686f_6f6b_7369_6e6b;
@@ -550,19 +551,28 @@ impl Writer {
                 Ok(value)
             }
             Err(error) => {
-                self.lose_connection(&error);
+                self.lose_connection(&error, cancelled);
                 Err(Error::Unavailable)
             }
         }
     }
 
-    fn lose_connection(&mut self, error: &postgres::Error) {
+    /// `cancelled`: the watchdog ended the round trip, which the server reports as a
+    /// cancelled statement; `/readyz` says it took too long instead.
+    fn lose_connection(&mut self, error: &postgres::Error, cancelled: bool) {
         warn!(
             "database write failed, reconnecting on the next batch: {}",
             crate::db_error::describe(error, &self.config)
         );
         metrics::set_database_up(false);
-        let cause = crate::db_error::located(error, &self.config);
+        let cause = if cancelled {
+            format!(
+                "the last write did not finish within {} ms and was cancelled",
+                DB_WRITE_WAIT_MAX.as_millis()
+            )
+        } else {
+            crate::db_error::located(error, &self.config)
+        };
         health::fail(Reason::WriteFailed, cause);
         // The connection may be fine (a statement timeout), but after an error mid-transaction
         // a fresh one is the simplest state to reason about.

@@ -161,6 +161,19 @@ fn standby_gone_answers_503_within_the_bound_and_recovers() {
     let addr = server.addr();
     assert_eq!(post_webhook(addr, &unique_id("warm"), EXAMPLE).status, 200);
     pair.standby.stop();
+    // Nothing is published yet: the probe itself must find that writes cannot commit (a
+    // `SELECT 1` would pass), within the bound.
+    let unconfirmed = json!({
+        "error": "unavailable",
+        "reason": "standby_unconfirmed",
+        "message": "the last write was cancelled before the synchronous standby confirmed it \
+                    (waited up to 4000 ms)",
+    });
+    let started = Instant::now();
+    let ready = get(addr, "/readyz");
+    let took = started.elapsed();
+    assert_eq!((ready.status, ready.json()), (503, unconfirmed.clone()));
+    assert!(took < ANSWER_BOUND, "took {took:?}");
     let prefix = unique_id("nostandby");
     // More requests than writers, twice over: none may wait for good.
     let answers: Vec<(String, u16, Duration)> = thread::scope(|scope| {
@@ -200,12 +213,6 @@ fn standby_gone_answers_503_within_the_bound_and_recovers() {
     assert!(took < ANSWER_BOUND, "took {took:?}");
     assert_eq!(ready.status, 503, "{ready:?}");
     assert_eq!(ready.header("retry-after"), Some("5"), "{ready:?}");
-    let unconfirmed = json!({
-        "error": "unavailable",
-        "reason": "standby_unconfirmed",
-        "message": "the last write was cancelled before the synchronous standby confirmed it \
-                    (waited up to 4000 ms)",
-    });
     assert_eq!(ready.json(), unconfirmed);
     pair.standby.start();
     pair.wait_synchronous();
