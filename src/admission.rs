@@ -43,6 +43,11 @@ pub fn reserve_bytes(bytes: usize, max: usize) -> bool {
     true
 }
 
+/// Request bytes buffered beyond idle buffers now (the budget `reserve_bytes` spends).
+pub fn buffered_bytes() -> usize {
+    BUFFERED.load(Ordering::Relaxed)
+}
+
 /// Gives back `bytes` taken with `reserve_bytes`.
 pub fn release_bytes(bytes: usize) {
     BUFFERED.fetch_sub(bytes, Ordering::AcqRel);

@@ -10,7 +10,7 @@ use std::io::Write;
 
 use crate::limits::{HEAD_SIZE_MAX, HEADERS_COUNT_MAX, RETRY_AFTER_SECS};
 use crate::text::{self, Text};
-use crate::{payload, signature};
+use crate::{health, payload, signature};
 
 /// A successful answer.
 #[derive(Debug)]
@@ -32,13 +32,17 @@ pub enum Answer {
 #[derive(Debug)]
 pub enum Rejection {
     NotFound,
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     PayloadTooLarge,
     UnsupportedMediaType,
     InvalidSignature(signature::Error),
     InvalidJson(payload::SyntaxError),
     ValidationFailed(payload::Error),
     Unavailable,
+    /// `/readyz` while writes cannot commit: 503 like `Unavailable`, with the reason.
+    NotReady(health::Problem),
     LengthRequired(LengthMissing),
     BadRequest(Malformed),
     HeadTooLarge(Oversized),
@@ -163,7 +167,7 @@ impl Rejection {
             Rejection::InvalidSignature(_) => (401, "Unauthorized"),
             Rejection::InvalidJson(_) => (400, "Bad Request"),
             Rejection::ValidationFailed(_) => (422, "Unprocessable Content"),
-            Rejection::Unavailable => (503, "Service Unavailable"),
+            Rejection::Unavailable | Rejection::NotReady(_) => (503, "Service Unavailable"),
             Rejection::LengthRequired(_) => (411, "Length Required"),
             Rejection::BadRequest(_) => (400, "Bad Request"),
             Rejection::HeadTooLarge(_) => (431, "Request Header Fields Too Large"),
@@ -187,7 +191,7 @@ impl Rejection {
             Rejection::InvalidSignature(_) => Outcome::InvalidSignature,
             Rejection::InvalidJson(_) => Outcome::InvalidJson,
             Rejection::ValidationFailed(_) => Outcome::ValidationFailed,
-            Rejection::Unavailable => Outcome::Unavailable,
+            Rejection::Unavailable | Rejection::NotReady(_) => Outcome::Unavailable,
             Rejection::LengthRequired(_) => Outcome::LengthRequired,
             Rejection::BadRequest(_) => Outcome::BadRequest,
             Rejection::HeadTooLarge(_) => Outcome::HeaderTooLarge,
@@ -225,6 +229,12 @@ impl Rejection {
             Rejection::LengthRequired(cause) => write_message(out, format_args!("{cause}")),
             Rejection::BadRequest(cause) => write_message(out, format_args!("{cause}")),
             Rejection::HeadTooLarge(cause) => write_message(out, format_args!("{cause}")),
+            Rejection::NotReady(problem) => {
+                out.extend_from_slice(b",\"reason\":\"");
+                out.extend_from_slice(problem.reason.label().as_bytes());
+                out.push(b'"');
+                write_message(out, format_args!("{}", problem.message));
+            }
             Rejection::NotFound
             | Rejection::PayloadTooLarge
             | Rejection::MethodNotAllowed { .. }
@@ -299,7 +309,7 @@ pub fn write_rejection(out: &mut Vec<u8>, rejection: &Rejection, connection: Con
     rejection.write_json(&mut body);
     let retry_after;
     let header = match rejection {
-        Rejection::Unavailable => {
+        Rejection::Unavailable | Rejection::NotReady(_) => {
             retry_after = RETRY_AFTER_SECS.to_string();
             Some(("retry-after", retry_after.as_str()))
         }
@@ -437,6 +447,17 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 23\r\nretry-after: 5\r\nconnection: keep-alive\r\n\r\n{\"error\":\"unavailable\"}"
+        );
+        let mut not_ready = Vec::new();
+        let problem = health::Problem {
+            reason: health::Reason::DatabaseUnreachable,
+            message: "connection refused (127.0.0.1:1)".to_owned(),
+        };
+        let rejection = Rejection::NotReady(problem);
+        write_rejection(&mut not_ready, &rejection, Connection::Close);
+        assert_eq!(
+            String::from_utf8(not_ready).unwrap(),
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 100\r\nretry-after: 5\r\nconnection: close\r\n\r\n{\"error\":\"unavailable\",\"reason\":\"database_unreachable\",\"message\":\"connection refused (127.0.0.1:1)\"}"
         );
         let mut ignored = Vec::new();
         let buffer = b"xevt_1".as_slice();

@@ -30,6 +30,16 @@ pub fn describe(error: &postgres::Error, target: &Config) -> String {
     format!("{cause} ({})", addresses(target))
 }
 
+/// `describe`, with the address tried also after a server's message (which names none):
+/// `database "x" does not exist (SQLSTATE 3D000) (127.0.0.1:5433)`.
+pub fn located(error: &postgres::Error, target: &Config) -> String {
+    let text = describe(error, target);
+    if error.as_db_error().is_some() {
+        return format!("{text} ({})", addresses(target));
+    }
+    text
+}
+
 /// Where `target` connects: `host:port` for TCP, the socket path for a Unix socket.
 pub fn addresses(target: &Config) -> String {
     let ports = target.get_ports();

@@ -9,7 +9,8 @@
 //! - protocol: `http` (request heads), `answer` (every success and rejection, and its bytes);
 //! - pipeline: `service` (routing, `Session`) → `signature` → `payload` or `stripe_event`
 //!   (+ `jsonb` scans) → `transform` (+ `currency`), all pure; `text` (spans of the buffer);
-//! - storage: `store` (the only SQL; writer threads, group commit);
+//! - storage: `store` (the only SQL; writer threads, group commit), `health` (what the
+//!   writers publish for `/readyz`);
 //! - operation: `config` (the variables table), `limits` (every bound), `metrics`, `logging`,
 //!   `cli`, `localdb` (private cluster).
 
@@ -22,6 +23,7 @@ pub mod currency;
 pub mod db_error;
 #[cfg(test)]
 mod fuzz;
+pub mod health;
 pub mod http;
 pub mod jsonb;
 pub mod limits;

@@ -183,6 +183,12 @@ fn render_into(out: &mut String, queued: usize) -> std::fmt::Result {
         "Events waiting for a writer.",
         queued,
     )?;
+    gauge(
+        out,
+        "hooksink_buffered_bytes",
+        "Request bytes held beyond idle connection buffers (the BUFFERED_BYTES_MAX budget).",
+        admission::buffered_bytes(),
+    )?;
     let up = usize::from(database_up());
     gauge(
         out,
@@ -226,6 +232,7 @@ mod tests {
             "hooksink_batch_events_count",
             "hooksink_in_flight_requests",
             "hooksink_queued_events 7",
+            "hooksink_buffered_bytes ",
             "hooksink_database_up",
         ] {
             assert!(text.contains(family), "{family} missing");

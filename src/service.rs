@@ -11,8 +11,9 @@ use std::ops::Range;
 use std::time::Duration;
 
 use crate::answer::{Answer, LengthMissing, Rejection};
+use crate::health;
 use crate::http::{self, BodyFraming, Head, Method};
-use crate::limits::COMMIT_WAIT_TIMEOUT;
+use crate::limits::{COMMIT_WAIT_TIMEOUT, QUEUE_LEN_MAX};
 use crate::payload::{self, Event};
 use crate::signature::{Scheme, standard, stripe};
 use crate::store::{self, Pending, Pong, Replies, Reply, Store, Stored};
@@ -182,15 +183,26 @@ impl<'c> Session<'c> {
         }
     }
 
+    /// Ready when a write can commit now. A problem the writers published is answered at once
+    /// (writers stuck in a replication wait cannot delay it) and one probe is sent to look
+    /// again; otherwise a probe goes through a writer, bounded by `COMMIT_WAIT_TIMEOUT`.
     fn ready(&mut self) -> Result<Answer, Rejection> {
-        self.context
-            .store
-            .ping(&self.replies.sender)
-            .map_err(unavailable)?;
+        let store = &self.context.store;
+        if let Some(problem) = health::problem() {
+            if health::claim_refresh() {
+                // Nobody waits for this probe: the writer publishes what it finds.
+                let (unheard, _) = may::sync::mpsc::channel();
+                if store.ping(&unheard).is_err() {
+                    health::refreshed();
+                }
+            }
+            return Err(Rejection::NotReady(problem));
+        }
+        store.ping(&self.replies.sender).map_err(not_ready)?;
         match self.wait() {
             Some(Reply::Ping(Ok(Pong))) => Ok(Answer::Healthy),
-            Some(Reply::Ping(Err(error))) => Err(unavailable(error)),
-            Some(Reply::Insert { .. }) | None => Err(unavailable(store::Error::Timeout)),
+            Some(Reply::Ping(Err(error))) => Err(not_ready(error)),
+            Some(Reply::Insert { .. }) | None => Err(not_ready(store::Error::Timeout)),
         }
     }
 
@@ -263,6 +275,33 @@ fn to_store(
         pending: Pending::new(&row, buffer, scheme),
         id: text::locate(id, buffer),
     }
+}
+
+/// `/readyz`'s answer when its probe failed: the problem the writer published, or `error`.
+#[cold]
+fn not_ready(error: store::Error) -> Rejection {
+    let problem = health::problem().unwrap_or_else(|| {
+        let (reason, message) = match error {
+            store::Error::QueueFull => (
+                health::Reason::QueueFull,
+                format!("{QUEUE_LEN_MAX} events are waiting for a writer"),
+            ),
+            store::Error::Timeout => (
+                health::Reason::WritersBusy,
+                format!(
+                    "no database writer answered within {} ms",
+                    COMMIT_WAIT_TIMEOUT.as_millis()
+                ),
+            ),
+            // A writer answered 503 but another one has committed since.
+            store::Error::Unavailable => (
+                health::Reason::WriteFailed,
+                "the database did not answer the probe".to_owned(),
+            ),
+        };
+        health::Problem { reason, message }
+    });
+    Rejection::NotReady(problem)
 }
 
 #[cold]

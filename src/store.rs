@@ -28,6 +28,7 @@ use may::sync::{mpmc, mpsc};
 use postgres::error::DbError;
 use postgres::{Client, NoTls, Statement};
 
+use crate::health::{self, Reason};
 use crate::limits::{
     BATCH_SIZE_MAX, DB_CONNECT_TIMEOUT, DB_RECONNECT_DELAY_MAX, DB_RECONNECT_DELAY_MIN,
     DB_RECONNECT_JITTER_DIVISOR, DB_STATEMENT_TIMEOUT, DB_WRITE_WAIT_MAX, QUEUE_LEN_MAX,
@@ -56,6 +57,12 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
 /// watchdog's own cancels are known without it; this catches cancels by anyone else (an
 /// operator's `pg_cancel_backend`) on servers that log in English.
 const SYNC_REP_CANCELLED: &str = "canceling wait for synchronous replication";
+
+/// The probe `/readyz` sends through a writer: a row lock writes WAL under a transaction id,
+/// so its commit waits for the synchronous standby as a batch's does (see `INSERT_BATCH`).
+/// Row 1 exists once the first migration ran, which every writer's connect does. `KEY SHARE`,
+/// the weakest row lock, so probes on several writers or instances do not wait for each other.
+const PING: &str = "SELECT version FROM hooksink_migrations WHERE version = 1 FOR KEY SHARE";
 
 /// Key of the advisory lock that serialises migrations across instances ("hooksink" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x686f_6f6b_7369_6e6b;
@@ -418,6 +425,8 @@ impl Writer {
         for reply in batch.pings.drain(..) {
             // A requester that gave up waiting has dropped its receiver; nothing to do then.
             let _ = reply.send(Reply::Ping(ping));
+            // The outcome is published: a `/readyz` may ask for another look.
+            health::refreshed();
         }
         for (index, (buffer, _, reply)) in batch.inserts.drain(..).enumerate() {
             let outcome = match &outcomes {
@@ -467,6 +476,8 @@ impl Writer {
                     );
                 }
                 metrics::set_database_up(false);
+                let cause = crate::db_error::located(&error, &self.config);
+                health::fail(Reason::DatabaseUnreachable, cause);
                 self.backoff.failed(now);
                 self.connection = None;
                 Err(())
@@ -474,17 +485,17 @@ impl Writer {
         }
     }
 
+    /// A write that must be replicated, like a batch's: it locks one row, so its commit waits
+    /// for the synchronous standby, under the watchdog. A `SELECT 1` would pass with the
+    /// standby gone, and could not clear a published `StandbyUnconfirmed` without traffic.
     fn ping(&mut self) -> Result<Pong, Error> {
         let Some((client, _)) = self.connection.as_mut() else {
             return Err(Error::Unavailable);
         };
-        match client.simple_query("SELECT 1") {
-            Ok(_) => Ok(Pong),
-            Err(error) => {
-                self.lose_connection(&error);
-                Err(Error::Unavailable)
-            }
-        }
+        self.unreplicated.store(false, Ordering::Release);
+        self.watchdog.arm(client.cancel_token());
+        let locked = client.simple_query(PING);
+        self.settle(locked).map(|_| Pong)
     }
 
     /// Inserts the batch in one statement, its own transaction; per job: accepted, duplicate,
@@ -506,37 +517,63 @@ impl Writer {
         // Autocommit: the driver returns after ReadyForQuery, i.e. after the commit (and its
         // replication wait) and after any notice the commit raised.
         let committed = client.query(&*statement, &columns.params());
+        let rows = self.settle(committed)?;
+        let inserted: HashSet<&str> = rows.iter().filter_map(|row| row.try_get(0).ok()).collect();
+        Ok(columns.outcomes(&inserted))
+    }
+
+    /// Ends a round trip the watchdog was armed for: a cancelled or unreplicated commit, or an
+    /// error, drops the connection and is published for `/readyz`; a commit clears that.
+    fn settle<T>(&mut self, result: Result<T, postgres::Error>) -> Result<T, Error> {
         let cancelled = self.watchdog.disarm();
         let unreplicated = self.unreplicated.load(Ordering::Acquire);
-        match committed {
+        match result {
             Ok(_) if cancelled || unreplicated => {
                 warn!(
                     "database write cancelled before the synchronous standby confirmed it; \
                      answered 503, reconnecting on the next batch"
                 );
                 metrics::set_database_up(false);
+                health::fail(
+                    Reason::StandbyUnconfirmed,
+                    format!(
+                        "the last write was cancelled before the synchronous standby confirmed \
+                         it (waited up to {} ms)",
+                        DB_WRITE_WAIT_MAX.as_millis()
+                    ),
+                );
                 // A fresh connection: a cancel must not reach whatever runs next on this one.
                 self.connection = None;
                 Err(Error::Unavailable)
             }
-            Ok(rows) => {
-                let inserted: HashSet<&str> =
-                    rows.iter().filter_map(|row| row.try_get(0).ok()).collect();
-                Ok(columns.outcomes(&inserted))
+            Ok(value) => {
+                health::committed();
+                Ok(value)
             }
             Err(error) => {
-                self.lose_connection(&error);
+                self.lose_connection(&error, cancelled);
                 Err(Error::Unavailable)
             }
         }
     }
 
-    fn lose_connection(&mut self, error: &postgres::Error) {
+    /// `cancelled`: the watchdog ended the round trip, which the server reports as a
+    /// cancelled statement; `/readyz` says it took too long instead.
+    fn lose_connection(&mut self, error: &postgres::Error, cancelled: bool) {
         warn!(
             "database write failed, reconnecting on the next batch: {}",
             crate::db_error::describe(error, &self.config)
         );
         metrics::set_database_up(false);
+        let cause = if cancelled {
+            format!(
+                "the last write did not finish within {} ms and was cancelled",
+                DB_WRITE_WAIT_MAX.as_millis()
+            )
+        } else {
+            crate::db_error::located(error, &self.config)
+        };
+        health::fail(Reason::WriteFailed, cause);
         // The connection may be fine (a statement timeout), but after an error mid-transaction
         // a fresh one is the simplest state to reason about.
         self.connection = None;

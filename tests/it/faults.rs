@@ -58,6 +58,49 @@ fn database_stopped_answers_503_then_200_again_without_restarting_hooksink() {
 }
 
 #[test]
+fn readyz_names_an_unreachable_database_and_recovers_without_traffic() {
+    let (mut cluster, url) = private_database();
+    let server = Server::start(&url, &[]);
+    let addr = server.addr();
+    let ready = get(addr, "/readyz");
+    assert_eq!((ready.status, ready.json()), (200, json!({"status": "ok"})));
+
+    cluster.stop().unwrap();
+    let refused = json!({
+        "error": "unavailable",
+        "reason": "database_unreachable",
+        "message": format!("connection refused (127.0.0.1:{})", cluster.port()),
+    });
+    // The first probe may find the old connection broken (`write_failed`); the next one's
+    // reconnect is refused.
+    let mut last = None;
+    let named = wait_until(Duration::from_secs(5), || {
+        let answer = get(addr, "/readyz");
+        let done = answer.status == 503 && answer.json() == refused;
+        last = Some(answer);
+        done
+    });
+    let last = last.unwrap();
+    assert!(named, "{last:?}");
+    assert_eq!(last.header("retry-after"), Some("5"), "{last:?}");
+    assert_eq!(get(addr, "/readyz").json(), refused, "it stays named");
+    assert_eq!(get(addr, "/healthz").status, 200);
+
+    cluster.restart().unwrap();
+    // No event is sent: the probes alone bring readiness back.
+    let mut last = None;
+    let ready = wait_until(Duration::from_secs(10), || {
+        let answer = get(addr, "/readyz");
+        let done = answer.status == 200;
+        last = Some(answer);
+        done
+    });
+    let last = last.unwrap();
+    assert!(ready, "{last:?}\n{}", server.log_text());
+    assert_eq!(last.json(), json!({"status": "ok"}));
+}
+
+#[test]
 fn concurrent_requests_with_duplicates_store_each_accepted_id_once() {
     const THREADS: usize = 50;
     const PER_THREAD: usize = 10;

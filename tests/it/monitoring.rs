@@ -1,5 +1,5 @@
-//! What operators plug the metrics into: the real `/metrics` passes `promtool check metrics`,
-//! the alert rules in `deploy/prometheus` pass their `promtool test rules` unit tests, and
+//! What operators plug the metrics into: the real `/metrics` passes `promtool check metrics`
+//! and renders exactly the families the README lists, the alert rules in `deploy/prometheus` pass their `promtool test rules` unit tests, and
 //! the rules and the Grafana dashboard use only documented metric names and the real limits.
 
 use std::collections::BTreeSet;
@@ -76,6 +76,44 @@ fn promtool_accepts_the_metrics_exposition() {
     );
     assert_clean(&output);
     assert_eq!(String::from_utf8_lossy(&output.stdout), "");
+}
+
+/// The families the README's Observability section lists in its `GET /metrics` item.
+fn documented_families(readme: &str) -> BTreeSet<String> {
+    let section = &readme[readme.find("## Observability").unwrap()..];
+    let item = &section[section.find("- `GET /metrics`").unwrap()..];
+    let item = &item[..item[1..].find("\n- ").map_or(item.len(), |end| end + 1)];
+    let names = metric_names(item, &BTreeSet::new());
+    assert!(names.len() > 5, "no list found in {item:?}");
+    names
+}
+
+#[test]
+fn metrics_rendered_are_exactly_the_documented_families() {
+    let readme = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"));
+    let documented = documented_families(&readme);
+    let url = support::fresh_database();
+    let server = Server::start(&url, &[]);
+    let metrics = support::get(server.addr(), "/metrics");
+    assert_eq!(metrics.status, 200);
+    let rendered: BTreeSet<String> = metrics
+        .body
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .map(str::to_owned)
+        .collect();
+    let undocumented: Vec<_> = rendered.difference(&documented).collect();
+    let missing: Vec<_> = documented.difference(&rendered).collect();
+    assert!(
+        undocumented.is_empty(),
+        "rendered, not in README: {undocumented:?}"
+    );
+    assert!(
+        missing.is_empty(),
+        "in README, not rendered: {missing:?}\n{}",
+        metrics.body
+    );
 }
 
 #[test]

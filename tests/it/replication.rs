@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::standby::{DATABASE, Pair};
 use crate::support::{
     Client, EXAMPLE, Server, db, event_ids, get, now, post_webhook, signed_request, unique_id,
@@ -159,6 +161,19 @@ fn standby_gone_answers_503_within_the_bound_and_recovers() {
     let addr = server.addr();
     assert_eq!(post_webhook(addr, &unique_id("warm"), EXAMPLE).status, 200);
     pair.standby.stop();
+    // Nothing is published yet: the probe itself must find that writes cannot commit (a
+    // `SELECT 1` would pass), within the bound.
+    let unconfirmed = json!({
+        "error": "unavailable",
+        "reason": "standby_unconfirmed",
+        "message": "the last write was cancelled before the synchronous standby confirmed it \
+                    (waited up to 4000 ms)",
+    });
+    let started = Instant::now();
+    let ready = get(addr, "/readyz");
+    let took = started.elapsed();
+    assert_eq!((ready.status, ready.json()), (503, unconfirmed.clone()));
+    assert!(took < ANSWER_BOUND, "took {took:?}");
     let prefix = unique_id("nostandby");
     // More requests than writers, twice over: none may wait for good.
     let answers: Vec<(String, u16, Duration)> = thread::scope(|scope| {
@@ -186,15 +201,35 @@ fn standby_gone_answers_503_within_the_bound_and_recovers() {
         assert_eq!(*status, 503, "{id}");
         assert!(*took < ANSWER_BOUND, "{id}: 503 took {took:?}");
     }
-    // The writers are not stuck: a new request and a probe are still answered in time.
+    // The writers are not stuck: a new request and a probe are still answered in time, the
+    // probe with the reason, from what the writers published.
     let started = Instant::now();
     assert_eq!(post_webhook(addr, &unique_id("still"), EXAMPLE).status, 503);
-    get(addr, "/readyz");
     let took = started.elapsed();
-    assert!(took < ANSWER_BOUND * 2, "took {took:?}");
+    assert!(took < ANSWER_BOUND, "took {took:?}");
+    let started = Instant::now();
+    let ready = get(addr, "/readyz");
+    let took = started.elapsed();
+    assert!(took < ANSWER_BOUND, "took {took:?}");
+    assert_eq!(ready.status, 503, "{ready:?}");
+    assert_eq!(ready.header("retry-after"), Some("5"), "{ready:?}");
+    assert_eq!(ready.json(), unconfirmed);
     pair.standby.start();
     pair.wait_synchronous();
     let back = Instant::now();
+    // Probes alone bring readiness back: each one that finds the problem has a writer try a
+    // replicated write again.
+    let ready = wait_until(Duration::from_secs(15), || {
+        let ready = get(addr, "/readyz");
+        assert!(matches!(ready.status, 200 | 503), "{ready:?}");
+        ready.status == 200 && ready.json() == json!({"status": "ok"})
+    });
+    assert!(
+        ready,
+        "/readyz not 200 after the standby returned:\n{}",
+        server.log_text()
+    );
+    let ready_after = back.elapsed();
     let recovered = wait_until(Duration::from_secs(15), || {
         post_webhook(addr, &unique_id("back"), EXAMPLE).status == 200
     });
@@ -224,7 +259,8 @@ fn standby_gone_answers_503_within_the_bound_and_recovers() {
         server.log_text()
     );
     eprintln!(
-        "standby gone: every request 503 within {ANSWER_BOUND:?}; 200 again {:?} after it returned",
+        "standby gone: every request 503 within {ANSWER_BOUND:?}; /readyz 200 again \
+         {ready_after:?} after it returned, an event 200 {:?} after",
         back.elapsed()
     );
 }
