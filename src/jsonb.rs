@@ -63,38 +63,42 @@ fn string_end(body: &[u8], mut index: usize) -> Option<usize> {
     }
 }
 
-const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
-const HIGH: u64 = !LOW7;
-
-/// The offset, from `index` on, of the first byte whose lane `marks` sets, if any.
+/// The offset, from `start` on, of the first byte `marks` marks, if any.
 ///
-/// `marks` maps eight bytes (first byte in the low lane) to 0x80 in the lane of each byte it
-/// looks for and 0 elsewhere, so the lowest mark is the first such byte. The last word is
-/// padded with zero bytes, which no `marks` here looks for.
-fn find(body: &[u8], mut index: usize, marks: impl Fn(u64) -> u64) -> Option<usize> {
-    loop {
+/// `marks` maps eight bytes (first byte in the low lane) to a word whose lowest set bit is the
+/// high bit of the first lane holding a byte it looks for. The last word is padded with zero
+/// bytes, which no `marks` here looks for.
+fn find(body: &[u8], start: usize, marks: impl Fn(u64) -> u64) -> Option<usize> {
+    let rest = body.get(start..)?;
+    let mut chunks = rest.chunks_exact(8);
+    let mut offset = start;
+    for chunk in &mut chunks {
         let mut word = [0; 8];
-        match body.get(index..index + 8) {
-            Some(chunk) => word.copy_from_slice(chunk),
-            None => {
-                let tail = body.get(index..).filter(|tail| !tail.is_empty())?;
-                word.get_mut(..tail.len())?.copy_from_slice(tail);
-            }
-        }
+        word.copy_from_slice(chunk);
         let found = marks(u64::from_le_bytes(word));
         if found != 0 {
-            return Some(index + found.trailing_zeros() as usize / 8);
+            return Some(offset + found.trailing_zeros() as usize / 8);
         }
-        index += 8;
+        offset += 8;
     }
+    let mut word = [0; 8];
+    let tail = chunks.remainder();
+    word.get_mut(..tail.len())?.copy_from_slice(tail);
+    let found = marks(u64::from_le_bytes(word));
+    (found != 0).then(|| offset + found.trailing_zeros() as usize / 8)
 }
 
-/// 0x80 in each lane of `word` that equals `byte`, 0 elsewhere: a lane is zero after the XOR
-/// exactly when adding 0x7f to its low seven bits leaves its high bit clear (no carry between
-/// lanes, since each sum is at most 0xfe).
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// The high bit of each lane of `word` equal to `byte`, and perhaps of lanes above the first
+/// such: `x - 1` borrows into the high bit of a lane where `x` is zero, or of one that got a
+/// borrow from below, and `!x` keeps only lanes whose own high bit is clear. Lanes below the
+/// first zero lane never borrow, so the lowest mark is exact, also of an OR of such words;
+/// `find` uses only that one.
 fn equal(word: u64, byte: u8) -> u64 {
     let x = word ^ u64::from_ne_bytes([byte; 8]);
-    !(((x & LOW7) + LOW7) | x) & HIGH
+    x.wrapping_sub(ONES) & !x & HIGH
 }
 
 /// Marks quotes and brackets. `[ ] { }` (0x5b 0x5d 0x7b 0x7d) are the bytes whose bits
