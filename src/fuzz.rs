@@ -233,3 +233,83 @@ fn has_nul(value: &serde_json::Value) -> bool {
         _ => false,
     }
 }
+
+/// Bytes that steer the depth scan: quotes, escapes and backslash runs, brackets, the bytes
+/// its bracket test also stops at (`Y _ y` DEL), multi-byte and invalid UTF-8, padding.
+const DEPTH_FRAGMENTS: &[&[u8]] = &[
+    b"\"",
+    b"\\",
+    b"\\\\",
+    b"\\\"",
+    b"[",
+    b"]",
+    b"{",
+    b"}",
+    b"Y",
+    b"_",
+    b"y",
+    b"\x7f",
+    b"\xc3\xa9",
+    b"\xe6\x9d\xb1",
+    b"\xf0\x9f\x8e\x89",
+    b"\xff",
+    b"\x00",
+    b"a",
+    b"1234567",
+    b" ",
+    b":",
+    b",",
+];
+
+/// Random bytes from `DEPTH_FRAGMENTS`, opened `depth` levels deep first, so the limit is
+/// within reach of the brackets that follow.
+fn depth_input(rng: &mut Rng, depth: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..depth {
+        out.push(if rng.below(2) == 0 { b'[' } else { b'{' });
+        if rng.below(32) == 0 {
+            out.extend_from_slice(DEPTH_FRAGMENTS[rng.below(DEPTH_FRAGMENTS.len())]);
+        }
+    }
+    for _ in 0..rng.below(120) {
+        out.extend_from_slice(DEPTH_FRAGMENTS[rng.below(DEPTH_FRAGMENTS.len())]);
+    }
+    out
+}
+
+#[test]
+fn depth_scan_matches_the_bytewise_reference() {
+    use crate::jsonb::{too_deep, too_deep_bytewise};
+    use crate::limits::JSON_DEPTH_MAX;
+    let (seed, iterations) = settings();
+    let mut rng = Rng(seed ^ 0x0044_4550_5448);
+    let mut deep = 0;
+    for _ in 0..iterations {
+        let input = match rng.below(4) {
+            0 => mutate(&mut rng, SEED_BODY),
+            1 => mutate(&mut rng, SEED_STRIPE),
+            2 => {
+                let depth = rng.below(12);
+                depth_input(&mut rng, depth)
+            }
+            _ => {
+                let depth = JSON_DEPTH_MAX + rng.below(4);
+                let input = depth_input(&mut rng, depth);
+                mutate(&mut rng, &input)
+            }
+        };
+        let expected = too_deep_bytewise(&input);
+        deep += usize::from(expected.is_some());
+        assert_eq!(
+            too_deep(&input),
+            expected,
+            "{:?}",
+            String::from_utf8_lossy(&input)
+        );
+    }
+    // Both answers occur often enough that neither path goes untested.
+    assert!(
+        deep > iterations as usize / 20 && deep < iterations as usize / 4,
+        "{deep} too deep of {iterations}"
+    );
+}

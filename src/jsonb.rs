@@ -27,7 +27,90 @@ pub enum Problem {
 ///
 /// The bytes need not be valid JSON: serde_json judges that afterwards. Quotes, backslashes and
 /// brackets are ASCII, which never occurs inside a multi-byte UTF-8 character.
+///
+/// Runs over the whole body before serde, so it jumps from one byte that can matter to the
+/// next eight bytes at a time (`find`): outside strings a quote or bracket, inside them a quote
+/// or backslash; an escape skips the byte after its backslash.
 pub fn too_deep(body: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut index = 0;
+    loop {
+        index = find(body, index, structural)?;
+        match body.get(index) {
+            Some(b'"') => index = string_end(body, index + 1)?,
+            Some(b'[' | b'{') => {
+                depth += 1;
+                if depth > JSON_DEPTH_MAX {
+                    return Some(index);
+                }
+            }
+            Some(b']' | b'}') => depth = depth.saturating_sub(1),
+            // One of the few other bytes `structural` lets through (see there).
+            _ => {}
+        }
+        index += 1;
+    }
+}
+
+/// The offset of the quote closing a string whose contents start at `index`, if any.
+fn string_end(body: &[u8], mut index: usize) -> Option<usize> {
+    loop {
+        index = find(body, index, |word| equal(word, b'"') | equal(word, b'\\'))?;
+        if body.get(index) == Some(&b'"') {
+            return Some(index);
+        }
+        index += 2;
+    }
+}
+
+/// The offset, from `start` on, of the first byte `marks` marks, if any.
+///
+/// `marks` maps eight bytes (first byte in the low lane) to a word whose lowest set bit is the
+/// high bit of the first lane holding a byte it looks for. The last word is padded with zero
+/// bytes, which no `marks` here looks for.
+fn find(body: &[u8], start: usize, marks: impl Fn(u64) -> u64) -> Option<usize> {
+    let rest = body.get(start..)?;
+    let mut chunks = rest.chunks_exact(8);
+    let mut offset = start;
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let found = marks(u64::from_le_bytes(word));
+        if found != 0 {
+            return Some(offset + found.trailing_zeros() as usize / 8);
+        }
+        offset += 8;
+    }
+    let mut word = [0; 8];
+    let tail = chunks.remainder();
+    word.get_mut(..tail.len())?.copy_from_slice(tail);
+    let found = marks(u64::from_le_bytes(word));
+    (found != 0).then(|| offset + found.trailing_zeros() as usize / 8)
+}
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// The high bit of each lane of `word` equal to `byte`, and perhaps of lanes above the first
+/// such: `x - 1` borrows into the high bit of a lane where `x` is zero, or of one that got a
+/// borrow from below, and `!x` keeps only lanes whose own high bit is clear. Lanes below the
+/// first zero lane never borrow, so the lowest mark is exact, also of an OR of such words;
+/// `find` uses only that one.
+fn equal(word: u64, byte: u8) -> u64 {
+    let x = word ^ u64::from_ne_bytes([byte; 8]);
+    x.wrapping_sub(ONES) & !x & HIGH
+}
+
+/// Marks quotes and brackets. `[ ] { }` (0x5b 0x5d 0x7b 0x7d) are the bytes whose bits
+/// outside 0x26 read 0x59; that also marks `Y _ y` and DEL, which JSON allows only inside
+/// strings, so they cost a wasted stop in malformed bodies, never a wrong answer.
+fn structural(word: u64) -> u64 {
+    equal(word & u64::from_ne_bytes([!0x26; 8]), 0x59) | equal(word, b'"')
+}
+
+/// The byte-at-a-time scan `too_deep` replaced, kept as the reference it must match.
+#[cfg(test)]
+pub(crate) fn too_deep_bytewise(body: &[u8]) -> Option<usize> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
@@ -226,5 +309,68 @@ mod tests {
             too_deep(format!("\"{}\"", "[".repeat(200)).as_bytes()),
             None
         );
+    }
+
+    /// At and just over the limit, with the deepest bracket at every offset within a word and
+    /// strings (escapes, brackets, multi-byte UTF-8) before it; `fuzz` compares at random.
+    #[test]
+    fn depth_at_the_limit_matches_the_bytewise_scan() {
+        let prefixes = [
+            "",
+            " ",
+            "\"\"",
+            "\"a\\\"[\"",
+            "\"\\\\\"",
+            "\"é{\"",
+            "Y_y\u{7f}",
+            "\"\\",
+        ];
+        for prefix in prefixes {
+            for pad in 0..9 {
+                for depth in [JSON_DEPTH_MAX - 1, JSON_DEPTH_MAX, JSON_DEPTH_MAX + 1] {
+                    let mut body = format!("{prefix}{}", " ".repeat(pad));
+                    let mut expected = None;
+                    for level in 1..=depth {
+                        if level > JSON_DEPTH_MAX {
+                            expected = Some(body.len());
+                        }
+                        body.push_str(if level % 2 == 1 { "{\"k\":" } else { "[" });
+                    }
+                    for level in (1..=depth).rev() {
+                        body.push(if level % 2 == 1 { '}' } else { ']' });
+                    }
+                    // An unterminated string in the prefix hides every bracket after it.
+                    if prefix == "\"\\" {
+                        expected = None;
+                    }
+                    let what = format!("{depth} deep after {prefix:?} and {pad} spaces");
+                    assert_eq!(too_deep(body.as_bytes()), expected, "{what}");
+                    assert_eq!(too_deep_bytewise(body.as_bytes()), expected, "{what}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn depth_scan_table() {
+        let cases: &[(&[u8], Option<usize>)] = &[
+            (b"", None),
+            (b"\"", None),
+            (b"\"\\", None),
+            (b"\"\\\"[", None),
+            (b"\"\\\\\"[", None),
+            (b"]]]][", None),
+            (b"\"abcdefgh\\\"ijklmnop\"", None),
+            (b"Y_y\x7f[", None),
+        ];
+        for &(body, expected) in cases {
+            assert_eq!(
+                too_deep(body),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+            assert_eq!(too_deep_bytewise(body), expected);
+        }
     }
 }
