@@ -28,6 +28,7 @@ pub mod limits;
 pub mod localdb;
 pub mod logging;
 pub mod metrics;
+pub mod oneshot;
 pub mod payload;
 pub mod secret;
 pub mod server;

@@ -11,8 +11,9 @@ use std::time::Duration;
 use crate::answer::{Answer, LengthMissing, Rejection};
 use crate::http::{self, BodyFraming, Head, Method};
 use crate::limits::COMMIT_WAIT_TIMEOUT;
+use crate::oneshot;
 use crate::signature::{self, Secrets};
-use crate::store::{self, Pending, Pong, Replies, Reply, Store, Stored};
+use crate::store::{self, Pending, Pong, Reply, Store, Stored};
 use crate::{payload, transform};
 
 /// What the request handlers share.
@@ -50,11 +51,10 @@ pub struct Request<'h> {
     pub now_secs: i64,
 }
 
-/// A connection's side of the pipeline: the shared context and the channel on which the
-/// writers answer this connection's jobs.
+/// A connection's side of the pipeline: the shared context. Each job to a writer gets a
+/// reply slot of its own, so an idle connection holds none.
 pub struct Session<'c> {
     context: &'c Context,
-    replies: Replies,
 }
 
 /// Checks that need only the head: path and method, size, content-type.
@@ -96,12 +96,9 @@ pub fn precheck(head: &Head, buffer: &[u8], body_size_max: usize) -> Result<Rout
 }
 
 impl<'c> Session<'c> {
-    /// A session for one connection, with its own reply channel.
+    /// A session for one connection.
     pub fn new(context: &'c Context) -> Session<'c> {
-        Session {
-            context,
-            replies: Replies::default(),
-        }
+        Session { context }
     }
 
     /// The limits and settings the connection works under.
@@ -130,11 +127,11 @@ impl<'c> Session<'c> {
             Err(rejection) => return (Err(rejection), Some(buffer)),
         };
         let id = head.webhook_id.clone().unwrap_or_default();
-        let store = &self.context.store;
-        if let Err((error, buffer)) = store.submit(buffer, pending, &self.replies.sender) {
+        let (reply, replied) = oneshot::slot();
+        if let Err((error, buffer)) = self.context.store.submit(buffer, pending, reply) {
             return (Err(unavailable(error)), Some(buffer));
         }
-        match self.wait() {
+        match replied.wait(COMMIT_WAIT_TIMEOUT) {
             Some(Reply::Insert { outcome, buffer }) => {
                 let answer = outcome.map(|stored| match stored {
                     Stored::Accepted => Answer::Accepted(id),
@@ -142,32 +139,20 @@ impl<'c> Session<'c> {
                 });
                 (answer.map_err(unavailable), Some(buffer))
             }
-            // A ping's reply cannot come here: `wait` renews the channel after a timeout.
+            // A ping's reply cannot come here: the slot was made for this job.
             Some(Reply::Ping(_)) | None => (Err(unavailable(store::Error::Timeout)), None),
         }
     }
 
     fn ready(&mut self) -> Result<Answer, Rejection> {
-        self.context
-            .store
-            .ping(&self.replies.sender)
-            .map_err(unavailable)?;
-        match self.wait() {
+        let (reply, replied) = oneshot::slot();
+        self.context.store.ping(reply).map_err(unavailable)?;
+        // A reply after the timeout lands in this slot, which no later request reads.
+        match replied.wait(COMMIT_WAIT_TIMEOUT) {
             Some(Reply::Ping(Ok(Pong))) => Ok(Answer::Healthy),
             Some(Reply::Ping(Err(error))) => Err(unavailable(error)),
             Some(Reply::Insert { .. }) | None => Err(unavailable(store::Error::Timeout)),
         }
-    }
-
-    /// The writer's reply to the job just submitted, or `None` after `COMMIT_WAIT_TIMEOUT`.
-    /// After a timeout the channel is replaced, so the late reply cannot be taken for the
-    /// answer to a later request on this connection.
-    fn wait(&mut self) -> Option<Reply> {
-        let reply = self.replies.receiver.recv_timeout(COMMIT_WAIT_TIMEOUT).ok();
-        if reply.is_none() {
-            self.replies = Replies::default();
-        }
-        reply
     }
 }
 
@@ -206,21 +191,24 @@ mod tests {
 
     #[test]
     fn a_late_reply_never_answers_a_later_request() {
-        // Nothing answers the ping, so the wait times out.
+        let (store, writers) = Store::stalled();
         let context = Context {
             secrets: Secrets::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
             body_size_max: 100,
             tolerance_secs: 300,
             request_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
-            store: Store::unanswered(),
+            store,
         };
         let mut session = Session::new(&context);
-        let late = session.replies.sender.clone();
+        // Nothing answers the first ping, so its wait times out.
         assert_eq!(session.ready().unwrap_err().code(), "unavailable");
-        // The writer answers after the requester gave up; the reply must go nowhere.
-        let _ = late.send(Reply::Ping(Ok(Pong)));
-        assert!(session.replies.receiver.try_recv().is_err());
+        // The writer answers it after the requester gave up: a failure, which must go nowhere.
+        writers.answer_ping(Err(store::Error::Unavailable));
+        // The next request's own ping succeeds; the late failure must not be its answer.
+        let writer = std::thread::spawn(move || writers.answer_ping(Ok(Pong)));
+        assert!(matches!(session.ready(), Ok(Answer::Healthy)));
+        writer.join().unwrap();
     }
 
     #[track_caller]
