@@ -93,7 +93,8 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 
 /// Connecting to PostgreSQL gives up after this time.
 pub const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// PostgreSQL cancels a statement running longer than this, so a writer never hangs for good.
+/// PostgreSQL cancels a statement running longer than this (not the wait for a synchronous
+/// standby: `DB_WRITE_WAIT_MAX` bounds that).
 pub const DB_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const _: () = assert!(METADATA_SIZE_MAX < BODY_SIZE_DEFAULT);
@@ -122,3 +123,20 @@ pub const STRIPE_SIGNATURE_ENTRIES_MAX: usize = 16;
 
 const _: () = assert!(V1A_SIGNATURES_COUNT_MAX <= SIGNATURES_COUNT_MAX);
 const _: () = assert!(STRIPE_SIGNATURE_LEN_MAX < HEAD_SIZE_MAX);
+
+/// A write round trip (the one-statement batch and its commit, which includes waiting for a
+/// synchronous standby) is cancelled by the writer's watchdog after this long. PostgreSQL
+/// applies no timeout to the replication wait, so without it a lost standby would hold the
+/// writers for good. Below `COMMIT_WAIT_TIMEOUT`, so the writer's own 503 arrives first.
+pub const DB_WRITE_WAIT_MAX: Duration = Duration::from_secs(4);
+/// First pause before reconnecting after a failed connect; it doubles on each failure.
+pub const DB_RECONNECT_DELAY_MIN: Duration = Duration::from_millis(50);
+/// The longest pause between connect attempts, so a failover is noticed within about this.
+pub const DB_RECONNECT_DELAY_MAX: Duration = Duration::from_secs(1);
+/// Each pause is lengthened by a random part up to this fraction (1/N) of it, so writers and
+/// instances do not reconnect in lock step.
+pub const DB_RECONNECT_JITTER_DIVISOR: u32 = 4;
+
+const _: () = assert!(DB_WRITE_WAIT_MAX.as_millis() < COMMIT_WAIT_TIMEOUT.as_millis());
+const _: () = assert!(DB_RECONNECT_DELAY_MIN.as_millis() <= DB_RECONNECT_DELAY_MAX.as_millis());
+const _: () = assert!(DB_RECONNECT_JITTER_DIVISOR > 0);

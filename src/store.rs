@@ -7,6 +7,13 @@
 //! transaction: that group commit is what lets throughput exceed one-row transactions, with no
 //! timer and no waiting for a batch to fill.
 //!
+//! A batch is one statement in one round trip (autocommit: the INSERT is atomic by itself), and
+//! that statement always writes WAL under a transaction id (a duplicate's row is locked), so
+//! its commit waits for a synchronous standby even when every event was a duplicate: the
+//! commit record then covers every earlier WAL record, including the original row a duplicate
+//! points at. A watchdog thread per writer
+//! bounds that round trip (`watchdog`).
+//!
 //! Zero copy: a job carries the request's whole connection buffer plus spans into it, so the
 //! body is not copied before the database write; the buffer travels back with the answer.
 
@@ -14,17 +21,25 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use may::sync::mpmc;
+use postgres::error::DbError;
 use postgres::{Client, NoTls, Statement};
 
-use crate::limits::{BATCH_SIZE_MAX, DB_CONNECT_TIMEOUT, DB_STATEMENT_TIMEOUT, QUEUE_LEN_MAX};
+use crate::limits::{
+    BATCH_SIZE_MAX, DB_CONNECT_TIMEOUT, DB_RECONNECT_DELAY_MAX, DB_RECONNECT_DELAY_MIN,
+    DB_RECONNECT_JITTER_DIVISOR, DB_STATEMENT_TIMEOUT, DB_WRITE_WAIT_MAX, QUEUE_LEN_MAX,
+};
 use crate::metrics;
 use crate::oneshot;
 use crate::transform::{Amount, Row};
+
+mod watchdog;
+
+use watchdog::Watchdog;
 
 /// Migrations in `sql/`, applied in this order, each once.
 const MIGRATIONS: &[(i32, &str, &str)] = &[(
@@ -33,10 +48,24 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
     include_str!("../sql/0001_webhook_events.sql"),
 )];
 
+/// The start of the WARNING PostgreSQL sends when a commit's wait for the synchronous standby
+/// is cancelled: the commit then returns success although it exists on the primary only. The
+/// watchdog's own cancels are known without it; this catches cancels by anyone else (an
+/// operator's `pg_cancel_backend`) on servers that log in English.
+const SYNC_REP_CANCELLED: &str = "canceling wait for synchronous replication";
+
 /// Key of the advisory lock that serialises migrations across instances ("hooksink" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x686f_6f6b_7369_6e6b;
 
 /// One statement for any batch size: arrays in, the ids actually inserted out.
+///
+/// A duplicate is locked, not skipped: `DO UPDATE ... WHERE false` locks the existing row and
+/// updates nothing, so RETURNING still lists only inserted ids. The lock writes WAL under a
+/// transaction id, and only a transaction that did both waits for the synchronous standby at
+/// commit (`RecordTransactionCommit`); `DO NOTHING`, even with `pg_current_xact_id()` in the
+/// statement, writes no WAL for a duplicate and commits without waiting (tested), which would
+/// answer 200 for a row that may exist on the primary alone. Ids are distinct within a batch,
+/// so no row is affected twice.
 const INSERT_BATCH: &str = "\
 INSERT INTO webhook_events (event_id, event_type, category, action, object_id, amount_cents, \
 currency, amount, metadata, provider_ts) \
@@ -47,7 +76,8 @@ $7::text[], $8::text[], $9::text[], $10::int8[]) \
 WITH ORDINALITY AS e(id, event_type, category, action, object_id, amount_cents, currency, \
 amount, metadata, provider_ts, position) \
 ORDER BY e.position \
-ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
+ON CONFLICT (event_id) DO UPDATE SET event_id = EXCLUDED.event_id WHERE false \
+RETURNING event_id";
 
 /// The result of storing one event that is not a failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,14 +187,22 @@ impl Store {
         let (jobs, receiver) = mpmc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         for index in 0..writers {
+            let name = format!("db-writer-{index}");
+            let unreplicated = Arc::new(AtomicBool::new(false));
+            let mut config = config.clone();
+            let flag = Arc::clone(&unreplicated);
+            config.notice_callback(move |notice| on_notice(&notice, &flag));
             let mut writer = Writer {
-                config: config.clone(),
+                config,
                 jobs: receiver.clone(),
                 queued: queued.clone(),
                 connection: None,
+                watchdog: Watchdog::start(&name, DB_WRITE_WAIT_MAX)?,
+                unreplicated,
+                backoff: Backoff::new(),
             };
             std::thread::Builder::new()
-                .name(format!("db-writer-{index}"))
+                .name(name)
                 .spawn(move || writer.run())?;
         }
         Ok(Store { jobs, queued })
@@ -253,11 +291,77 @@ pub fn connect(config: &postgres::Config) -> Result<Client, postgres::Error> {
     Ok(client)
 }
 
+/// A notice on a writer's connection: the one that says a commit is not replicated sets
+/// `unreplicated`; the rest are logged as the driver's default callback does.
+fn on_notice(notice: &DbError, unreplicated: &AtomicBool) {
+    if says_unreplicated(notice.message()) {
+        unreplicated.store(true, Ordering::Release);
+    }
+    info!("{}: {}", notice.severity(), notice.message());
+}
+
+fn says_unreplicated(message: &str) -> bool {
+    message.starts_with(SYNC_REP_CANCELLED)
+}
+
 struct Writer {
     config: postgres::Config,
     jobs: mpmc::Receiver<Job>,
     queued: Arc<AtomicUsize>,
     connection: Option<(Client, Statement)>,
+    watchdog: Arc<Watchdog>,
+    /// Set by the connection's notice callback when a commit's replication wait was cancelled.
+    unreplicated: Arc<AtomicBool>,
+    backoff: Backoff,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.watchdog.close();
+    }
+}
+
+/// When a writer may next try to connect: a failed attempt doubles the pause, from
+/// `DB_RECONNECT_DELAY_MIN` up to `DB_RECONNECT_DELAY_MAX`, plus a little jitter. Batches that
+/// arrive before then are answered 503 at once without touching the network, so a failover
+/// (the multi-host URL landing on a read-only standby) is not hammered.
+struct Backoff {
+    next_attempt: Option<Instant>,
+    delay: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            next_attempt: None,
+            delay: DB_RECONNECT_DELAY_MIN,
+        }
+    }
+
+    fn may_try(&self, now: Instant) -> bool {
+        self.next_attempt.is_none_or(|at| now >= at)
+    }
+
+    fn failed(&mut self, now: Instant) {
+        let jitter = self.delay / DB_RECONNECT_JITTER_DIVISOR;
+        let pause = self.delay + jitter.mul_f64(random_fraction());
+        self.next_attempt = Some(now + pause);
+        self.delay = (self.delay * 2).min(DB_RECONNECT_DELAY_MAX);
+    }
+
+    fn succeeded(&mut self) {
+        *self = Backoff::new();
+    }
+}
+
+/// A number in [0, 1) that differs between calls and threads; jitter needs nothing better.
+fn random_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    // RandomState's keys are random per thread and change with every `new`.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    hasher.write_u128(now.map(|since| since.as_nanos()).unwrap_or_default());
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A batch's inserts, split from its pings.
@@ -325,18 +429,23 @@ impl Writer {
         {
             return Ok(());
         }
+        let now = Instant::now();
+        if !self.backoff.may_try(now) {
+            return Err(());
+        }
         let opened = connect(&self.config).and_then(|mut client| {
             migrate(&mut client)?;
             let statement = client.prepare(INSERT_BATCH)?;
-            Ok((client, statement))
+            let server = server_address(&mut client)?;
+            Ok((client, statement, server))
         });
         match opened {
-            Ok(connection) => {
-                if !metrics::database_up() {
-                    info!("database connection established");
-                }
+            Ok((client, statement, server)) => {
+                // Each writer says where it writes: after a failover, the new primary.
+                info!("writer connected to the database at {server}");
                 metrics::set_database_up(true);
-                self.connection = Some(connection);
+                self.backoff.succeeded();
+                self.connection = Some((client, statement));
                 Ok(())
             }
             Err(error) => {
@@ -347,6 +456,7 @@ impl Writer {
                     );
                 }
                 metrics::set_database_up(false);
+                self.backoff.failed(now);
                 self.connection = None;
                 Err(())
             }
@@ -366,7 +476,9 @@ impl Writer {
         }
     }
 
-    /// Inserts the batch in one transaction; per job: accepted, duplicate, or the error.
+    /// Inserts the batch in one statement, its own transaction; per job: accepted, duplicate,
+    /// or the error. A round trip the watchdog cancelled, or whose replication wait was
+    /// cancelled, may be committed on the primary only: its outcome is unknown, so 503.
     fn insert(
         &mut self,
         inserts: &[(Vec<u8>, Pending, ReplySender)],
@@ -378,13 +490,24 @@ impl Writer {
             return Err(Error::Unavailable);
         };
         let columns = Columns::gather(inserts);
-        let committed = (|| {
-            let mut transaction = client.transaction()?;
-            let rows = transaction.query(&*statement, &columns.params())?;
-            transaction.commit()?;
-            Ok::<_, postgres::Error>(rows)
-        })();
+        self.unreplicated.store(false, Ordering::Release);
+        self.watchdog.arm(client.cancel_token());
+        // Autocommit: the driver returns after ReadyForQuery, i.e. after the commit (and its
+        // replication wait) and after any notice the commit raised.
+        let committed = client.query(&*statement, &columns.params());
+        let cancelled = self.watchdog.disarm();
+        let unreplicated = self.unreplicated.load(Ordering::Acquire);
         match committed {
+            Ok(_) if cancelled || unreplicated => {
+                warn!(
+                    "database write cancelled before the synchronous standby confirmed it; \
+                     answered 503, reconnecting on the next batch"
+                );
+                metrics::set_database_up(false);
+                // A fresh connection: a cancel must not reach whatever runs next on this one.
+                self.connection = None;
+                Err(Error::Unavailable)
+            }
             Ok(rows) => {
                 let inserted: HashSet<&str> =
                     rows.iter().filter_map(|row| row.try_get(0).ok()).collect();
@@ -542,6 +665,18 @@ fn resolve<'a>(text: &'a Text, buffer: &'a [u8]) -> &'a str {
     }
 }
 
+/// `host:port` of the server `client` is connected to, as the server sees itself.
+fn server_address(client: &mut Client) -> Result<String, postgres::Error> {
+    let row = client.query_one(
+        "SELECT coalesce(host(inet_server_addr()), 'local socket'), \
+         coalesce(inet_server_port(), 0)",
+        &[],
+    )?;
+    let host: String = row.try_get(0)?;
+    let port: i32 = row.try_get(1)?;
+    Ok(format!("{host}:{port}"))
+}
+
 fn apply_migrations(client: &mut Client) -> Result<usize, postgres::Error> {
     client.batch_execute(
         "CREATE TABLE IF NOT EXISTS hooksink_migrations (
@@ -677,6 +812,44 @@ mod tests {
             ],
             "c: first accepted, second a duplicate; b was already stored"
         );
+    }
+
+    #[test]
+    fn reconnect_pauses_double_up_to_the_bound_with_a_little_jitter() {
+        let mut backoff = Backoff::new();
+        let start = Instant::now();
+        assert!(
+            backoff.may_try(start),
+            "the first attempt waits for nothing"
+        );
+        let mut expected = DB_RECONNECT_DELAY_MIN;
+        for _ in 0..12 {
+            backoff.failed(start);
+            let pause = backoff.next_attempt.unwrap() - start;
+            let jitter = expected / DB_RECONNECT_JITTER_DIVISOR;
+            assert!(
+                pause >= expected && pause <= expected + jitter,
+                "{pause:?} outside {expected:?} + {jitter:?}"
+            );
+            assert!(!backoff.may_try(start));
+            assert!(backoff.may_try(start + pause));
+            expected = (expected * 2).min(DB_RECONNECT_DELAY_MAX);
+        }
+        assert_eq!(backoff.delay, DB_RECONNECT_DELAY_MAX);
+        backoff.succeeded();
+        assert!(backoff.may_try(start));
+        assert_eq!(backoff.delay, DB_RECONNECT_DELAY_MIN);
+    }
+
+    #[test]
+    fn only_the_replication_cancel_warning_marks_a_commit_unreplicated() {
+        assert!(!says_unreplicated("there is no transaction in progress"));
+        assert!(says_unreplicated(
+            "canceling wait for synchronous replication due to user request"
+        ));
+        assert!(says_unreplicated(
+            "canceling wait for synchronous replication due to administrator command"
+        ));
     }
 
     #[test]
