@@ -1,11 +1,13 @@
 //! Admission control: the connection slots and the process-wide budget of buffered request
 //! bytes, so a flood of connections or of slow large bodies cannot exhaust memory or
-//! descriptors; and the shutdown flag that stops admitting. `metrics` only reads the counts.
+//! descriptors; the bytes of connection buffers allocated now; and the shutdown flag that
+//! stops admitting. `metrics` only reads the counts.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 static BUFFERED: AtomicUsize = AtomicUsize::new(0);
+static BUFFER_BYTES: AtomicUsize = AtomicUsize::new(0);
 static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 
 /// Holds a connection slot; dropping it frees the slot.
@@ -46,6 +48,26 @@ pub fn reserve_bytes(bytes: usize, max: usize) -> bool {
 /// Gives back `bytes` taken with `reserve_bytes`.
 pub fn release_bytes(bytes: usize) {
     BUFFERED.fetch_sub(bytes, Ordering::AcqRel);
+}
+
+/// Bytes taken from the budget now.
+pub fn buffered_bytes() -> usize {
+    BUFFERED.load(Ordering::Relaxed)
+}
+
+/// Counts `bytes` of connection buffer allocated.
+pub fn buffer_allocated(bytes: usize) {
+    BUFFER_BYTES.fetch_add(bytes, Ordering::Relaxed);
+}
+
+/// Counts `bytes` of connection buffer freed.
+pub fn buffer_freed(bytes: usize) {
+    BUFFER_BYTES.fetch_sub(bytes, Ordering::Relaxed);
+}
+
+/// Bytes of connection buffers allocated now (idle connections hold none).
+pub fn buffer_bytes() -> usize {
+    BUFFER_BYTES.load(Ordering::Relaxed)
 }
 
 /// Stops accepting; open connections close after their current request.
