@@ -1,9 +1,11 @@
 //! Admission control: the connection slots and the process-wide budget of buffered request
 //! bytes, so a flood of connections or of slow large bodies cannot exhaust memory or
 //! descriptors; the bytes of connection buffers allocated now; and the shutdown flag that
-//! stops admitting. `metrics` only reads the counts.
+//! stops admitting. `metrics` and `trim` only read the counts.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::trim;
 
 static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 static BUFFERED: AtomicUsize = AtomicUsize::new(0);
@@ -55,9 +57,13 @@ pub fn buffered_bytes() -> usize {
     BUFFERED.load(Ordering::Relaxed)
 }
 
-/// Counts `bytes` of connection buffer allocated.
+/// Counts `bytes` of connection buffer allocated; reaching `trim::TRIM_HIGH` starts a burst,
+/// whose memory `trim` returns once it is over.
 pub fn buffer_allocated(bytes: usize) {
-    BUFFER_BYTES.fetch_add(bytes, Ordering::Relaxed);
+    let previous = BUFFER_BYTES.fetch_add(bytes, Ordering::Relaxed);
+    if previous < trim::TRIM_HIGH && previous + bytes >= trim::TRIM_HIGH {
+        trim::burst_began();
+    }
 }
 
 /// Counts `bytes` of connection buffer freed.

@@ -11,7 +11,8 @@
 //!   `transform` (+ `currency`), all pure;
 //! - storage: `store` (the only SQL; writer threads, group commit);
 //! - operation: `config` (the variables table), `limits` (every bound), `metrics`, `logging`,
-//!   `cli`, `localdb` (private cluster).
+//!   `cli`, `localdb` (private cluster), `trim` (returns a burst's memory to the system);
+//!   `oneshot` (a writer's reply to one request).
 
 pub mod admission;
 pub mod answer;
@@ -37,3 +38,4 @@ pub mod signature;
 pub mod store;
 pub mod stripe_event;
 pub mod transform;
+pub mod trim;
