@@ -364,7 +364,8 @@ fn random_fraction() -> f64 {
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// A batch's inserts, split from its pings.
+/// A batch's inserts, split from its pings. One per writer, emptied by each commit and
+/// reused, so its storage grows to the largest batch seen instead of `BATCH_SIZE_MAX` up front.
 struct Batch {
     inserts: Vec<(Vec<u8>, Pending, ReplySender)>,
     pings: Vec<ReplySender>,
@@ -373,7 +374,7 @@ struct Batch {
 impl Writer {
     fn run(&mut self) {
         let mut batch = Batch {
-            inserts: Vec::with_capacity(BATCH_SIZE_MAX),
+            inserts: Vec::new(),
             pings: Vec::new(),
         };
         // Blocking on a may channel from an OS thread is supported; see CRATES.md.
