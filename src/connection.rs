@@ -263,6 +263,8 @@ impl<'c> Conn<'c> {
     /// Decodes a chunked body in place: chunk data is moved down to `start` as it arrives, so
     /// the body ends up contiguous after the head, within the same body limit. Chunk
     /// extensions and trailers are read and ignored.
+    // Out of line for the same reason as `Session::webhook`: a shallow idle stack.
+    #[inline(never)]
     fn read_chunked(&mut self, start: usize, deadline: Instant) -> Result<BodyRead, ReadError> {
         let reject = |rejection| Err(ReadError::Reject(rejection));
         let mut decoded = start;
