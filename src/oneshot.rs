@@ -1,87 +1,47 @@
 //! A one-shot slot: one value from a writer thread to the coroutine (or thread) waiting for it.
 //!
-//! Made per request, so an idle connection holds none (a `may::sync::mpsc` channel allocates
-//! two 2.6 KiB blocks up front), and a reply that arrives after its requester stopped waiting
-//! lands in a slot that nobody reads again: it can never answer a later request.
+//! Made per request and dropped with it, so an idle connection holds none (a `may::sync::mpsc`
+//! channel allocates two 2.6 KiB blocks up front), and a reply that arrives after its requester
+//! stopped waiting lands in a slot that nobody reads again: it can never answer a later
+//! request. It wraps a `may` channel: a slot of our own on `may::sync::Blocker` (no queue, no
+//! blocks) let a coroutine wait past its timeout while writers were being cancelled
+//! (`replication::standby_gone_answers_503_within_the_bound_and_recovers`: 8.1 s for a 5 s
+//! bound), which the channel's `recv_timeout` does not.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use may::sync::{AtomicOption, Blocker};
-
-/// What the sending side left in the slot.
-enum Delivery<T> {
-    Value(T),
-    /// The sender was dropped without sending (its job was dropped).
-    Dropped,
-}
-
-struct Shared<T> {
-    delivery: AtomicOption<Delivery<T>>,
-    /// Parks the receiver; created on the receiver's side, so it parks a coroutine there.
-    blocker: Blocker,
-}
+use may::sync::mpsc;
 
 /// Sends the one value; dropping it unsent wakes the receiver with nothing.
-pub struct Sender<T>(Option<Arc<Shared<T>>>);
+pub struct Sender<T>(mpsc::Sender<T>);
 
 /// Waits for the one value.
-pub struct Receiver<T>(Arc<Shared<T>>);
+pub struct Receiver<T>(mpsc::Receiver<T>);
 
 /// A new slot; call it where the value will be waited for.
 pub fn slot<T>() -> (Sender<T>, Receiver<T>) {
-    let shared = Arc::new(Shared {
-        delivery: AtomicOption::none(),
-        blocker: Blocker::new(false),
-    });
-    (Sender(Some(shared.clone())), Receiver(shared))
+    let (sender, receiver) = mpsc::channel();
+    (Sender(sender), Receiver(receiver))
 }
 
 impl<T> Sender<T> {
     /// Delivers `value`; it is dropped unread when the receiver is gone.
-    pub fn send(mut self, value: T) {
-        if let Some(shared) = self.0.take() {
-            deliver(&shared, Delivery::Value(value));
-        }
+    pub fn send(self, value: T) {
+        let _ = self.0.send(value);
     }
-}
-
-impl<T> Drop for Sender<T> {
-    fn drop(&mut self) {
-        if let Some(shared) = self.0.take() {
-            deliver(&shared, Delivery::Dropped);
-        }
-    }
-}
-
-fn deliver<T>(shared: &Shared<T>, delivery: Delivery<T>) {
-    shared.delivery.store(delivery);
-    shared.blocker.unpark();
 }
 
 impl<T> Receiver<T> {
     /// The value, or `None` when the sender was dropped unsent or `timeout` passed first.
     pub fn wait(self, timeout: Duration) -> Option<T> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.0.delivery.take() {
-                Some(Delivery::Value(value)) => return Some(value),
-                Some(Delivery::Dropped) => return None,
-                None => {}
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            // Woken by the sender or the timeout; the loop looks at the slot either way.
-            let _ = self.0.blocker.park(Some(left));
-        }
+        self.0.recv_timeout(timeout).ok()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn a_value_sent_from_another_thread_arrives() {
