@@ -1,11 +1,15 @@
 //! Admission control: the connection slots and the process-wide budget of buffered request
 //! bytes, so a flood of connections or of slow large bodies cannot exhaust memory or
-//! descriptors; and the shutdown flag that stops admitting. `metrics` only reads the counts.
+//! descriptors; the bytes of connection buffers allocated now; and the shutdown flag that
+//! stops admitting. `metrics` and `trim` only read the counts.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::trim;
+
 static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 static BUFFERED: AtomicUsize = AtomicUsize::new(0);
+static BUFFER_BYTES: AtomicUsize = AtomicUsize::new(0);
 static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 
 /// Holds a connection slot; dropping it frees the slot.
@@ -51,6 +55,25 @@ pub fn buffered_bytes() -> usize {
 /// Gives back `bytes` taken with `reserve_bytes`.
 pub fn release_bytes(bytes: usize) {
     BUFFERED.fetch_sub(bytes, Ordering::AcqRel);
+}
+
+/// Counts `bytes` of connection buffer allocated; reaching `trim::TRIM_HIGH` starts a burst,
+/// whose memory `trim` returns once it is over.
+pub fn buffer_allocated(bytes: usize) {
+    let previous = BUFFER_BYTES.fetch_add(bytes, Ordering::Relaxed);
+    if previous < trim::TRIM_HIGH && previous + bytes >= trim::TRIM_HIGH {
+        trim::burst_began();
+    }
+}
+
+/// Counts `bytes` of connection buffer freed.
+pub fn buffer_freed(bytes: usize) {
+    BUFFER_BYTES.fetch_sub(bytes, Ordering::Relaxed);
+}
+
+/// Bytes of connection buffers allocated now (idle connections hold none).
+pub fn buffer_bytes() -> usize {
+    BUFFER_BYTES.load(Ordering::Relaxed)
 }
 
 /// Stops accepting; open connections close after their current request.

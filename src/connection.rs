@@ -1,8 +1,10 @@
 //! One connection: its coroutine reads, handles and answers requests in order.
 //!
-//! Each connection owns one buffer that holds the request head and body; it grows to at most
-//! `HEAD_SIZE_MAX` + the body limit and shrinks back to `CONNECTION_BUFFER_IDLE` between
-//! requests. Requests are answered in order, so keep-alive and pipelining need no queue.
+//! A connection holds a buffer only while a request is being read or answered: the first bytes
+//! of a request are read into a small array on the stack and moved into a buffer of
+//! `CONNECTION_BUFFER_IDLE` bytes, which grows to at most `HEAD_SIZE_MAX` + the body limit, and
+//! is freed (with the answer buffer) once the request is answered and no pipelined bytes
+//! remain. Requests are answered in order, so keep-alive and pipelining need no queue.
 //! **Invariant:** every answer leaves the connection in a known state: the body consumed, or
 //! the connection closed.
 
@@ -22,11 +24,20 @@ use crate::{admission, metrics};
 const CHUNK_LINE_MAX: usize = 1024;
 /// Free space made in the buffer before reading more of a request head.
 const HEAD_READ_SPACE: usize = 1024;
+/// Stack bytes an idle connection reads its next request's first bytes into: a typical
+/// webhook (head and body) fits, so it needs no second read.
+const FIRST_READ_SIZE: usize = 1024;
+const _: () = assert!(FIRST_READ_SIZE <= CONNECTION_BUFFER_IDLE);
+/// Room an answer buffer is allocated with: every answer but `/metrics` fits.
+const ANSWER_SIZE: usize = 512;
 
 struct Conn<'c> {
     stream: TcpStream,
-    /// Allocated (and zeroed) bytes; `filled` of them hold unread request data.
+    /// Allocated (and zeroed) bytes; `filled` of them hold unread request data. Empty (not
+    /// allocated) while the connection waits for a request.
     buffer: Vec<u8>,
+    /// Bytes of `buffer` counted in `admission::buffer_bytes`.
+    counted: usize,
     filled: usize,
     out: Vec<u8>,
     session: Session<'c>,
@@ -60,9 +71,10 @@ pub fn serve(stream: TcpStream, context: &Context) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let mut conn = Conn {
         stream,
-        buffer: vec![0; CONNECTION_BUFFER_IDLE],
+        buffer: Vec::new(),
+        counted: 0,
         filled: 0,
-        out: Vec::with_capacity(512),
+        out: Vec::new(),
         session: Session::new(context),
         read_timeout: None,
         served: false,
@@ -123,6 +135,7 @@ impl<'c> Conn<'c> {
             return self.reject(&Rejection::Unavailable, Connection::Close, head_only);
         };
         self.buffer = buffer;
+        self.count_buffer();
         let connection = match answer {
             Ok(answer) => self.answer(&answer, keep_alive, head_only),
             Err(rejection) => self.reject(&rejection, keep_alive, head_only),
@@ -171,12 +184,14 @@ impl<'c> Conn<'c> {
             connection
         };
         metrics::count(rejection.outcome());
+        self.out.reserve(ANSWER_SIZE);
         answer::write_rejection(&mut self.out, rejection, connection);
         self.flush(connection, head_only)
     }
 
     fn answer(&mut self, answer: &Answer, connection: Connection, head_only: bool) -> Connection {
         metrics::count(answer.outcome());
+        self.out.reserve(ANSWER_SIZE);
         answer::write_success(&mut self.out, answer, &self.buffer, connection);
         self.flush(connection, head_only)
     }
@@ -248,6 +263,8 @@ impl<'c> Conn<'c> {
     /// Decodes a chunked body in place: chunk data is moved down to `start` as it arrives, so
     /// the body ends up contiguous after the head, within the same body limit. Chunk
     /// extensions and trailers are read and ignored.
+    // Out of line for the same reason as `Session::webhook`: a shallow idle stack.
+    #[inline(never)]
     fn read_chunked(&mut self, start: usize, deadline: Instant) -> Result<BodyRead, ReadError> {
         let reject = |rejection| Err(ReadError::Reject(rejection));
         let mut decoded = start;
@@ -327,14 +344,19 @@ impl<'c> Conn<'c> {
             let _ = self.stream.set_read_timeout(Some(timeout));
             self.read_timeout = Some(timeout);
         }
-        if self.buffer.len() - self.filled < want {
-            // Grow at most by doubling: memory follows the bytes that actually arrive, not a
-            // Content-Length that a slow or idle client announces.
-            let room = want.min(self.buffer.len().max(HEAD_READ_SPACE));
-            self.grow(self.filled + room)?;
-        }
-        let space = self.buffer.get_mut(self.filled..).unwrap_or_default();
-        match self.stream.read(space) {
+        let read = if self.buffer.is_empty() {
+            self.read_first()
+        } else {
+            if self.buffer.len() - self.filled < want {
+                // Grow at most by doubling: memory follows the bytes that actually arrive, not
+                // a Content-Length that a slow or idle client announces.
+                let room = want.min(self.buffer.len().max(HEAD_READ_SPACE));
+                self.grow(self.filled + room)?;
+            }
+            let space = self.buffer.get_mut(self.filled..).unwrap_or_default();
+            self.stream.read(space)
+        };
+        match read {
             Ok(0) => Err(ReadError::Gone),
             Ok(read) => {
                 self.filled += read;
@@ -350,6 +372,34 @@ impl<'c> Conn<'c> {
         }
     }
 
+    /// Reads into an array on the stack while no buffer is allocated (the connection is idle or
+    /// new), and allocates one only once bytes arrived; the caller counts them in `filled`.
+    fn read_first(&mut self) -> io::Result<usize> {
+        debug_assert_eq!(self.filled, 0, "bytes are pending without a buffer");
+        let mut first = [0; FIRST_READ_SIZE];
+        let read = self.stream.read(&mut first)?;
+        if let Some(bytes) = first.get(..read).filter(|bytes| !bytes.is_empty()) {
+            let mut buffer = vec![0; CONNECTION_BUFFER_IDLE];
+            if let Some(start) = buffer.get_mut(..read) {
+                start.copy_from_slice(bytes);
+            }
+            self.buffer = buffer;
+            self.count_buffer();
+        }
+        Ok(read)
+    }
+
+    /// Brings `admission::buffer_bytes` in line with what `buffer` holds now.
+    fn count_buffer(&mut self) {
+        let now = self.buffer.capacity();
+        if now > self.counted {
+            admission::buffer_allocated(now - self.counted);
+        } else {
+            admission::buffer_freed(self.counted - now);
+        }
+        self.counted = now;
+    }
+
     /// Grows the buffer to `len` bytes within the process-wide `BUFFERED_BYTES_MAX`.
     fn grow(&mut self, len: usize) -> Result<(), ReadError> {
         let extra = len.saturating_sub(CONNECTION_BUFFER_IDLE.max(self.buffer.len()));
@@ -358,25 +408,36 @@ impl<'c> Conn<'c> {
         }
         self.reserved += extra;
         self.buffer.resize(len, 0);
+        self.count_buffer();
         Ok(())
     }
 
-    /// Drops the first `consumed` bytes (a handled request), keeping pipelined ones.
+    /// Drops the first `consumed` bytes (a handled request), keeping pipelined ones. Without
+    /// pipelined bytes both buffers are freed until the next request arrives.
     fn consume(&mut self, consumed: usize) {
         let consumed = consumed.min(self.filled);
         self.buffer.copy_within(consumed..self.filled, 0);
         self.filled -= consumed;
-        if self.buffer.len() > CONNECTION_BUFFER_IDLE && self.filled <= CONNECTION_BUFFER_IDLE {
+        if self.filled == 0 {
+            self.buffer = Vec::new();
+            self.out = Vec::new();
+        } else if self.buffer.len() > CONNECTION_BUFFER_IDLE
+            && self.filled <= CONNECTION_BUFFER_IDLE
+        {
             self.buffer.truncate(CONNECTION_BUFFER_IDLE);
             self.buffer.shrink_to_fit();
-            admission::release_bytes(std::mem::take(&mut self.reserved));
+        } else {
+            return;
         }
+        admission::release_bytes(std::mem::take(&mut self.reserved));
+        self.count_buffer();
     }
 }
 
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
         admission::release_bytes(self.reserved);
+        admission::buffer_freed(self.counted);
     }
 }
 

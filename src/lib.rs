@@ -12,7 +12,8 @@
 //! - storage: `store` (the only SQL; writer threads, group commit), `health` (what the
 //!   writers publish for `/readyz`);
 //! - operation: `config` (the variables table), `limits` (every bound), `metrics`, `logging`,
-//!   `cli`, `localdb` (private cluster).
+//!   `cli`, `localdb` (private cluster), `trim` (returns a burst's memory to the system);
+//!   `oneshot` (a writer's reply to one request).
 
 pub mod admission;
 pub mod answer;
@@ -30,6 +31,7 @@ pub mod limits;
 pub mod localdb;
 pub mod logging;
 pub mod metrics;
+pub mod oneshot;
 pub mod payload;
 pub mod secret;
 pub mod server;
@@ -39,3 +41,4 @@ pub mod store;
 pub mod stripe_event;
 pub mod text;
 pub mod transform;
+pub mod trim;

@@ -15,7 +15,8 @@ pub const BODY_SIZE_MAX: usize = 1024 * 1024;
 pub const HEAD_SIZE_MAX: usize = 8 * 1024;
 /// Number of request headers; more is answered 431 and the connection closed.
 pub const HEADERS_COUNT_MAX: usize = 32;
-/// Bytes a connection's buffer keeps between requests; a larger one is shrunk back to this.
+/// Bytes a connection's buffer is allocated with when a request arrives; a larger one is shrunk
+/// back to this while pipelined bytes remain, and freed when none do.
 pub const CONNECTION_BUFFER_IDLE: usize = 4 * 1024;
 
 /// Contract: `webhook-id` is 1..=255 bytes of ASCII graphic characters.

@@ -179,15 +179,21 @@ fn render_into(out: &mut String, queued: usize) -> std::fmt::Result {
     )?;
     gauge(
         out,
-        "hooksink_queued_events",
-        "Events waiting for a writer.",
-        queued,
+        "hooksink_buffered_bytes",
+        "Request bytes held against the request-byte budget.",
+        admission::buffered_bytes(),
     )?;
     gauge(
         out,
-        "hooksink_buffered_bytes",
-        "Request bytes held beyond idle connection buffers (the BUFFERED_BYTES_MAX budget).",
-        admission::buffered_bytes(),
+        "hooksink_connection_buffer_bytes",
+        "Bytes of connection buffers allocated (only requests being read or answered hold one).",
+        admission::buffer_bytes(),
+    )?;
+    gauge(
+        out,
+        "hooksink_queued_events",
+        "Events waiting for a writer.",
+        queued,
     )?;
     let up = usize::from(database_up());
     gauge(
@@ -233,6 +239,7 @@ mod tests {
             "hooksink_in_flight_requests",
             "hooksink_queued_events 7",
             "hooksink_buffered_bytes ",
+            "hooksink_connection_buffer_bytes",
             "hooksink_database_up",
         ] {
             assert!(text.contains(family), "{family} missing");

@@ -14,9 +14,10 @@ use crate::answer::{Answer, LengthMissing, Rejection};
 use crate::health;
 use crate::http::{self, BodyFraming, Head, Method};
 use crate::limits::{COMMIT_WAIT_TIMEOUT, QUEUE_LEN_MAX};
+use crate::oneshot;
 use crate::payload::{self, Event};
 use crate::signature::{Scheme, standard, stripe};
-use crate::store::{self, Pending, Pong, Replies, Reply, Store, Stored};
+use crate::store::{self, Pending, Pong, Reply, Store, Stored};
 use crate::text::{self, Text};
 use crate::{stripe_event, transform};
 
@@ -59,11 +60,10 @@ pub struct Request<'h> {
     pub now_secs: i64,
 }
 
-/// A connection's side of the pipeline: the shared context and the channel on which the
-/// writers answer this connection's jobs.
+/// A connection's side of the pipeline: the shared context. Each job to a writer gets a
+/// reply slot of its own, so an idle connection holds none.
 pub struct Session<'c> {
     context: &'c Context,
-    replies: Replies,
 }
 
 /// What `prepare` hands on: a row to store, or the id of an event answered without storing.
@@ -128,12 +128,9 @@ pub fn precheck(head: &Head, buffer: &[u8], context: &Context) -> Result<Route, 
 }
 
 impl<'c> Session<'c> {
-    /// A session for one connection, with its own reply channel.
+    /// A session for one connection.
     pub fn new(context: &'c Context) -> Session<'c> {
-        Session {
-            context,
-            replies: Replies::default(),
-        }
+        Session { context }
     }
 
     /// The limits and settings the connection works under.
@@ -154,6 +151,9 @@ impl<'c> Session<'c> {
         }
     }
 
+    // Out of line: inlined, its locals made every connection's frame deeper, so an idle
+    // connection that only ever answered health checks touched a third stack page.
+    #[inline(never)]
     fn events(
         &mut self,
         scheme: Scheme,
@@ -166,11 +166,11 @@ impl<'c> Session<'c> {
             Ok(Prepared::Ignore { id }) => return (Ok(Answer::Ignored(id)), Some(buffer)),
             Err(rejection) => return (Err(rejection), Some(buffer)),
         };
-        let store = &self.context.store;
-        if let Err((error, buffer)) = store.submit(buffer, pending, &self.replies.sender) {
+        let (reply, replied) = oneshot::slot();
+        if let Err((error, buffer)) = self.context.store.submit(buffer, pending, reply) {
             return (Err(unavailable(error)), Some(buffer));
         }
-        match self.wait() {
+        match replied.wait(COMMIT_WAIT_TIMEOUT) {
             Some(Reply::Insert { outcome, buffer }) => {
                 let answer = outcome.map(|stored| match stored {
                     Stored::Accepted => Answer::Accepted(id),
@@ -178,7 +178,7 @@ impl<'c> Session<'c> {
                 });
                 (answer.map_err(unavailable), Some(buffer))
             }
-            // A ping's reply cannot come here: `wait` renews the channel after a timeout.
+            // A ping's reply cannot come here: the slot was made for this job.
             Some(Reply::Ping(_)) | None => (Err(unavailable(store::Error::Timeout)), None),
         }
     }
@@ -191,30 +191,21 @@ impl<'c> Session<'c> {
         if let Some(problem) = health::problem() {
             if health::claim_refresh() {
                 // Nobody waits for this probe: the writer publishes what it finds.
-                let (unheard, _) = may::sync::mpsc::channel();
-                if store.ping(&unheard).is_err() {
+                let (unheard, _) = oneshot::slot();
+                if store.ping(unheard).is_err() {
                     health::refreshed();
                 }
             }
             return Err(Rejection::NotReady(problem));
         }
-        store.ping(&self.replies.sender).map_err(not_ready)?;
-        match self.wait() {
+        let (reply, replied) = oneshot::slot();
+        store.ping(reply).map_err(not_ready)?;
+        // A reply after the timeout lands in this slot, which no later request reads.
+        match replied.wait(COMMIT_WAIT_TIMEOUT) {
             Some(Reply::Ping(Ok(Pong))) => Ok(Answer::Healthy),
             Some(Reply::Ping(Err(error))) => Err(not_ready(error)),
             Some(Reply::Insert { .. }) | None => Err(not_ready(store::Error::Timeout)),
         }
-    }
-
-    /// The writer's reply to the job just submitted, or `None` after `COMMIT_WAIT_TIMEOUT`.
-    /// After a timeout the channel is replaced, so the late reply cannot be taken for the
-    /// answer to a later request on this connection.
-    fn wait(&mut self) -> Option<Reply> {
-        let reply = self.replies.receiver.recv_timeout(COMMIT_WAIT_TIMEOUT).ok();
-        if reply.is_none() {
-            self.replies = Replies::default();
-        }
-        reply
     }
 }
 
@@ -314,8 +305,8 @@ fn unavailable(error: store::Error) -> Rejection {
 mod tests {
     use super::*;
 
-    /// A context whose store never answers, with the endpoints whose keys are given.
-    fn context(webhook: Option<&str>, stripe: Option<&str>) -> Context {
+    /// A context on `store`, with the endpoints whose keys are given.
+    fn context_on(store: Store, webhook: Option<&str>, stripe: Option<&str>) -> Context {
         Context {
             webhook_keys: webhook.map(|keys| standard::Keys::parse(keys).unwrap()),
             stripe_secrets: stripe.map(|secrets| stripe::Secrets::parse(secrets).unwrap()),
@@ -323,8 +314,13 @@ mod tests {
             tolerance_secs: 300,
             request_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
-            store: Store::unanswered(),
+            store,
         }
+    }
+
+    /// A context whose store never answers, with the endpoints whose keys are given.
+    fn context(webhook: Option<&str>, stripe: Option<&str>) -> Context {
+        context_on(Store::stalled().0, webhook, stripe)
     }
 
     const WEBHOOK: Option<&str> = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
@@ -332,14 +328,17 @@ mod tests {
 
     #[test]
     fn a_late_reply_never_answers_a_later_request() {
-        // Nothing answers the ping, so the wait times out.
-        let context = context(WEBHOOK, None);
+        let (store, writers) = Store::stalled();
+        let context = context_on(store, WEBHOOK, None);
         let mut session = Session::new(&context);
-        let late = session.replies.sender.clone();
+        // Nothing answers the first ping, so its wait times out.
         assert_eq!(session.ready().unwrap_err().code(), "unavailable");
-        // The writer answers after the requester gave up; the reply must go nowhere.
-        let _ = late.send(Reply::Ping(Ok(Pong)));
-        assert!(session.replies.receiver.try_recv().is_err());
+        // The writer answers it after the requester gave up: a failure, which must go nowhere.
+        writers.answer_ping(Err(store::Error::Unavailable));
+        // The next request's own ping succeeds; the late failure must not be its answer.
+        let writer = std::thread::spawn(move || writers.answer_ping(Ok(Pong)));
+        assert!(matches!(session.ready(), Ok(Answer::Healthy)));
+        writer.join().unwrap();
     }
 
     #[track_caller]

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
-use may::sync::{mpmc, mpsc};
+use may::sync::mpmc;
 use postgres::error::DbError;
 use postgres::{Client, NoTls, Statement};
 
@@ -34,6 +34,7 @@ use crate::limits::{
     DB_RECONNECT_JITTER_DIVISOR, DB_STATEMENT_TIMEOUT, DB_WRITE_WAIT_MAX, QUEUE_LEN_MAX,
 };
 use crate::metrics;
+use crate::oneshot;
 use crate::signature::Scheme;
 use crate::text::{Text, locate, resolve};
 use crate::transform::{Amount, Row};
@@ -122,20 +123,8 @@ pub enum Reply {
     Ping(Result<Pong, Error>),
 }
 
-/// A connection's channel for writer answers: a clone of `sender` travels with each job, the
-/// connection waits on `receiver`.
-pub struct Replies {
-    pub sender: mpsc::Sender<Reply>,
-    pub receiver: mpsc::Receiver<Reply>,
-}
-
-impl Default for Replies {
-    /// A new, empty channel.
-    fn default() -> Replies {
-        let (sender, receiver) = mpsc::channel();
-        Replies { sender, receiver }
-    }
-}
+/// Where a writer delivers its answer to one job; the requester waits on the other end.
+pub type ReplySender = oneshot::Sender<Reply>;
 
 /// A row detached from its borrow of the connection buffer, ready to travel with it.
 #[derive(Debug)]
@@ -164,7 +153,7 @@ pub struct Store {
 /// An event to insert (with the buffer it lives in), or a ping when `insert` is `None`.
 struct Job {
     insert: Option<(Vec<u8>, Pending)>,
-    reply: mpsc::Sender<Reply>,
+    reply: ReplySender,
 }
 
 impl Pending {
@@ -231,7 +220,7 @@ impl Store {
         &self,
         buffer: Vec<u8>,
         row: Pending,
-        reply: &mpsc::Sender<Reply>,
+        reply: ReplySender,
     ) -> Result<(), (Error, Vec<u8>)> {
         if self.queued.fetch_add(1, Ordering::AcqRel) >= QUEUE_LEN_MAX {
             self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -239,7 +228,7 @@ impl Store {
         }
         let job = Job {
             insert: Some((buffer, row)),
-            reply: reply.clone(),
+            reply,
         };
         self.send(job).map_err(|job| {
             let buffer = job.insert.map(|(buffer, _)| buffer).unwrap_or_default();
@@ -248,14 +237,14 @@ impl Store {
     }
 
     /// Asks a writer whether the database answers; the result arrives on `reply`.
-    pub fn ping(&self, reply: &mpsc::Sender<Reply>) -> Result<(), Error> {
+    pub fn ping(&self, reply: ReplySender) -> Result<(), Error> {
         if self.queued.fetch_add(1, Ordering::AcqRel) >= QUEUE_LEN_MAX {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::QueueFull);
         }
         let job = Job {
             insert: None,
-            reply: reply.clone(),
+            reply,
         };
         self.send(job).map_err(|_| Error::Unavailable)
     }
@@ -382,16 +371,17 @@ fn random_fraction() -> f64 {
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// A batch's inserts, split from its pings.
+/// A batch's inserts, split from its pings. One per writer, emptied by each commit and
+/// reused, so its storage grows to the largest batch seen instead of `BATCH_SIZE_MAX` up front.
 struct Batch {
-    inserts: Vec<(Vec<u8>, Pending, mpsc::Sender<Reply>)>,
-    pings: Vec<mpsc::Sender<Reply>>,
+    inserts: Vec<(Vec<u8>, Pending, ReplySender)>,
+    pings: Vec<ReplySender>,
 }
 
 impl Writer {
     fn run(&mut self) {
         let mut batch = Batch {
-            inserts: Vec::with_capacity(BATCH_SIZE_MAX),
+            inserts: Vec::new(),
             pings: Vec::new(),
         };
         // Blocking on a may channel from an OS thread is supported; see CRATES.md.
@@ -424,7 +414,7 @@ impl Writer {
         };
         for reply in batch.pings.drain(..) {
             // A requester that gave up waiting has dropped its receiver; nothing to do then.
-            let _ = reply.send(Reply::Ping(ping));
+            reply.send(Reply::Ping(ping));
             // The outcome is published: a `/readyz` may ask for another look.
             health::refreshed();
         }
@@ -437,7 +427,7 @@ impl Writer {
                 Err(error) => Err(*error),
             };
             // As above: a requester that timed out is gone.
-            let _ = reply.send(Reply::Insert { outcome, buffer });
+            reply.send(Reply::Insert { outcome, buffer });
         }
     }
 
@@ -503,7 +493,7 @@ impl Writer {
     /// cancelled, may be committed on the primary only: its outcome is unknown, so 503.
     fn insert(
         &mut self,
-        inserts: &[(Vec<u8>, Pending, mpsc::Sender<Reply>)],
+        inserts: &[(Vec<u8>, Pending, ReplySender)],
     ) -> Result<Vec<Result<Stored, Error>>, Error> {
         if inserts.is_empty() {
             return Ok(Vec::new());
@@ -611,7 +601,7 @@ struct Columns<'a> {
 }
 
 impl<'a> Columns<'a> {
-    fn gather(inserts: &'a [(Vec<u8>, Pending, mpsc::Sender<Reply>)]) -> Columns<'a> {
+    fn gather(inserts: &'a [(Vec<u8>, Pending, ReplySender)]) -> Columns<'a> {
         let n = inserts.len();
         let mut columns = Columns {
             ids: Vec::with_capacity(n),
@@ -750,17 +740,30 @@ pub fn pending_migrations(client: &mut Client) -> Result<usize, postgres::Error>
     Ok(pending)
 }
 
+/// The writers' end of a `Store` made by `Store::stalled`: nothing answers until a test does.
+#[cfg(test)]
+pub(crate) struct Stalled(mpmc::Receiver<Job>);
+
 #[cfg(test)]
 impl Store {
-    /// A store whose jobs stay queued and are never answered, like writers that hang.
-    pub(crate) fn unanswered() -> Store {
+    /// A store whose jobs stay queued until the test answers them, like writers that hang.
+    pub(crate) fn stalled() -> (Store, Stalled) {
         let (jobs, receiver) = mpmc::channel();
-        // Kept open for the life of the test process, so sends succeed.
-        std::mem::forget(receiver);
-        Store {
+        let store = Store {
             jobs,
             queued: Arc::new(AtomicUsize::new(0)),
-        }
+        };
+        (store, Stalled(receiver))
+    }
+}
+
+#[cfg(test)]
+impl Stalled {
+    /// Waits for the next job, which must be a ping, and answers it with `pong`.
+    pub(crate) fn answer_ping(&self, pong: Result<Pong, Error>) {
+        let job = self.0.recv().expect("the store is alive");
+        assert!(job.insert.is_none(), "a ping was expected");
+        job.reply.send(Reply::Ping(pong));
     }
 }
 
@@ -770,7 +773,7 @@ mod tests {
     use crate::{payload, transform};
 
     /// A job as a request would hand it over: the body is the whole buffer.
-    fn job(id: &str, object_id: &str) -> (Vec<u8>, Pending, mpsc::Sender<Reply>) {
+    fn job(id: &str, object_id: &str) -> (Vec<u8>, Pending, ReplySender) {
         let body = format!(
             r#"{{"event_type":"payment.succeeded","object_id":"{object_id}","amount_cents":5,"currency":"bhd"}}"#
         );
@@ -780,7 +783,7 @@ mod tests {
         let event = payload::validate(&webhook).unwrap();
         let row = transform::transform(id_text, 1_700_000_000, &event);
         let pending = Pending::new(&row, &buffer, Scheme::Standard);
-        (buffer, pending, mpsc::channel().0)
+        (buffer, pending, oneshot::slot().0)
     }
 
     #[test]
@@ -873,19 +876,18 @@ mod tests {
             jobs,
             queued: Arc::new(AtomicUsize::new(0)),
         };
-        let (reply, _) = mpsc::channel();
         for _ in 0..QUEUE_LEN_MAX {
-            let (buffer, row, _) = job("evt", "1");
-            assert!(store.submit(buffer, row, &reply).is_ok());
+            let (buffer, row, reply) = job("evt", "1");
+            assert!(store.submit(buffer, row, reply).is_ok());
         }
-        let (buffer, row, _) = job("evt_last", "1");
-        let (error, returned) = store.submit(buffer, row, &reply).unwrap_err();
+        let (buffer, row, reply) = job("evt_last", "1");
+        let (error, returned) = store.submit(buffer, row, reply).unwrap_err();
         assert_eq!(error, Error::QueueFull);
         assert!(
             returned.starts_with(b"evt_last"),
             "the request keeps its buffer"
         );
-        assert_eq!(store.ping(&reply), Err(Error::QueueFull));
+        assert_eq!(store.ping(oneshot::slot().0), Err(Error::QueueFull));
         assert_eq!(store.queued(), QUEUE_LEN_MAX);
     }
 }

@@ -8,18 +8,9 @@ use crate::attack::{
     CLOSE_WAIT, SERVED_LATENCY_MAX, assert_error, assert_served, bystanders, start,
 };
 use crate::support::{
-    Client, EXAMPLE, Server, closing, fresh_database, get, now, post_webhook, request,
+    Client, EXAMPLE, Server, closing, fresh_database, metric, now, post_webhook, request,
     resident_kib, set_header, signed_request, unique_id, wait_until,
 };
-
-/// The value of the Prometheus sample `name` (without labels).
-fn metric(server: &Server, name: &str) -> f64 {
-    let text = get(server.addr(), "/metrics").body;
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
-}
 
 #[test]
 fn hundreds_of_idle_connections_leave_room_for_new_clients() {

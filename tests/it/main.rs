@@ -19,6 +19,7 @@ mod framing;
 mod json_abuse;
 mod keep_alive;
 mod localdb;
+mod memory;
 mod monitoring;
 mod private_cli;
 mod readme;

@@ -573,6 +573,15 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
     send_one(addr, &closing(&request("GET", path, &[], b"")))
 }
 
+/// The value of the Prometheus sample `name` (without labels), from a `GET /metrics`.
+pub fn metric(server: &Server, name: &str) -> f64 {
+    let text = get(server.addr(), "/metrics").body;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
 /// The raw bytes of a signed `POST /webhook` (keep-alive, for pipelining).
 pub fn signed_request(id: &str, timestamp: i64, body: impl AsRef<[u8]>) -> Vec<u8> {
     let body = body.as_ref();
