@@ -3,88 +3,47 @@
 //! Made per request and dropped with it, so an idle connection holds none (a `may::sync::mpsc`
 //! channel allocates two 2.6 KiB blocks up front), and a reply that arrives after its requester
 //! stopped waiting lands in a slot that nobody reads again: it can never answer a later
-//! request. It waits as `may::sync::mpsc` does, with a fresh `Blocker` per park registered
-//! after the slot was checked; one `Blocker` made with the slot let a wait outlast its timeout
-//! while writers were being cancelled (`replication::standby_gone_answers_503_within_the_bound_and_recovers`).
+//! request. It wraps a `may` channel made per request. Two slots of our own on
+//! `may::sync::Blocker` (no queue, no blocks) let a coroutine wait past its timeout while
+//! writers were being cancelled under load (`standby_gone_answers_503_within_the_bound_and_recovers`:
+//! 8.1 s; `slow_database_answers_503_after_a_bounded_wait`: 14.2 s, for a 5 s bound), which the
+//! channel's `recv_timeout` never did; the cause inside `may` is not found yet.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering, fence};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use may::sync::{AtomicOption, Blocker};
-
-struct Shared<T> {
-    value: AtomicOption<T>,
-    /// Set once the sender sent or was dropped: nothing more will come.
-    done: AtomicBool,
-    /// The receiver's blocker while it is parked; made per park, as `may::sync::mpsc` does.
-    waiter: AtomicOption<Arc<Blocker>>,
-}
+use may::sync::mpsc;
 
 /// Sends the one value; dropping it unsent wakes the receiver with nothing.
-pub struct Sender<T>(Arc<Shared<T>>);
+pub struct Sender<T>(mpsc::Sender<T>);
 
 /// Waits for the one value.
-pub struct Receiver<T>(Arc<Shared<T>>);
+pub struct Receiver<T>(mpsc::Receiver<T>);
 
-/// A new slot.
+/// A new slot; call it where the value will be waited for.
 pub fn slot<T>() -> (Sender<T>, Receiver<T>) {
-    let shared = Arc::new(Shared {
-        value: AtomicOption::none(),
-        done: AtomicBool::new(false),
-        waiter: AtomicOption::none(),
-    });
-    (Sender(shared.clone()), Receiver(shared))
+    let (sender, receiver) = mpsc::channel();
+    (Sender(sender), Receiver(receiver))
 }
 
 impl<T> Sender<T> {
     /// Delivers `value`; it is dropped unread when the receiver is gone.
     pub fn send(self, value: T) {
-        self.0.value.store(value);
-        // `drop` marks the slot done and wakes the receiver.
-    }
-}
-
-impl<T> Drop for Sender<T> {
-    fn drop(&mut self) {
-        // SeqCst store, fence, then load on both sides: one of the two sees the other's store,
-        // so a wake-up is never lost between the receiver's check and its park.
-        self.0.done.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if let Some(waiter) = self.0.waiter.take() {
-            waiter.unpark();
-        }
+        // An error means the requester stopped waiting and dropped its end: nobody to tell.
+        let _ = self.0.send(value);
     }
 }
 
 impl<T> Receiver<T> {
     /// The value, or `None` when the sender was dropped unsent or `timeout` passed first.
     pub fn wait(self, timeout: Duration) -> Option<T> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.0.done.load(Ordering::Acquire) {
-                return self.0.value.take();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            let waiter = Blocker::current();
-            self.0.waiter.store(waiter.clone());
-            fence(Ordering::SeqCst);
-            // The sender may have finished before the waiter was registered.
-            if self.0.done.load(Ordering::SeqCst) {
-                self.0.waiter.clear();
-                return self.0.value.take();
-            }
-            let _ = waiter.park(Some(left));
-        }
+        self.0.recv_timeout(timeout).ok()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn a_value_sent_from_another_thread_arrives() {
