@@ -64,6 +64,8 @@ pub struct Request<'h> {
 /// reply slot of its own, so an idle connection holds none.
 pub struct Session<'c> {
     context: &'c Context,
+    /// The reply channel, made on the first job and dropped after a wait that timed out.
+    replies: Option<oneshot::Replies<Reply>>,
 }
 
 /// What `prepare` hands on: a row to store, or the id of an event answered without storing.
@@ -130,7 +132,10 @@ pub fn precheck(head: &Head, buffer: &[u8], context: &Context) -> Result<Route, 
 impl<'c> Session<'c> {
     /// A session for one connection.
     pub fn new(context: &'c Context) -> Session<'c> {
-        Session { context }
+        Session {
+            context,
+            replies: None,
+        }
     }
 
     /// The limits and settings the connection works under.
@@ -166,11 +171,13 @@ impl<'c> Session<'c> {
             Ok(Prepared::Ignore { id }) => return (Ok(Answer::Ignored(id)), Some(buffer)),
             Err(rejection) => return (Err(rejection), Some(buffer)),
         };
-        let (reply, replied) = oneshot::slot();
+        let replies = self.replies.take().unwrap_or_default();
+        let reply = replies.sender();
         if let Err((error, buffer)) = self.context.store.submit(buffer, pending, reply) {
+            self.replies = Some(replies);
             return (Err(unavailable(error)), Some(buffer));
         }
-        match replied.wait(COMMIT_WAIT_TIMEOUT) {
+        match self.wait(replies) {
             Some(Reply::Insert { outcome, buffer }) => {
                 let answer = outcome.map(|stored| match stored {
                     Stored::Accepted => Answer::Accepted(id),
@@ -178,7 +185,7 @@ impl<'c> Session<'c> {
                 });
                 (answer.map_err(unavailable), Some(buffer))
             }
-            // A ping's reply cannot come here: the slot was made for this job.
+            // A ping's reply cannot come here: one job at a time uses the channel.
             Some(Reply::Ping(_)) | None => (Err(unavailable(store::Error::Timeout)), None),
         }
     }
@@ -191,21 +198,32 @@ impl<'c> Session<'c> {
         if let Some(problem) = health::problem() {
             if health::claim_refresh() {
                 // Nobody waits for this probe: the writer publishes what it finds.
-                let (unheard, _) = oneshot::slot();
-                if store.ping(unheard).is_err() {
+                if store.ping(oneshot::unheard()).is_err() {
                     health::refreshed();
                 }
             }
             return Err(Rejection::NotReady(problem));
         }
-        let (reply, replied) = oneshot::slot();
-        store.ping(reply).map_err(not_ready)?;
-        // A reply after the timeout lands in this slot, which no later request reads.
-        match replied.wait(COMMIT_WAIT_TIMEOUT) {
+        let replies = self.replies.take().unwrap_or_default();
+        if let Err(error) = store.ping(replies.sender()) {
+            self.replies = Some(replies);
+            return Err(not_ready(error));
+        }
+        match self.wait(replies) {
             Some(Reply::Ping(Ok(Pong))) => Ok(Answer::Healthy),
             Some(Reply::Ping(Err(error))) => Err(not_ready(error)),
             Some(Reply::Insert { .. }) | None => Err(not_ready(store::Error::Timeout)),
         }
+    }
+}
+
+impl Session<'_> {
+    /// The writer's reply to the job just submitted on `replies`, or `None` after
+    /// `COMMIT_WAIT_TIMEOUT`; the channel is kept for the next job only when the reply came.
+    fn wait(&mut self, replies: oneshot::Replies<Reply>) -> Option<Reply> {
+        let (reply, replies) = replies.wait(COMMIT_WAIT_TIMEOUT)?;
+        self.replies = Some(replies);
+        Some(reply)
     }
 }
 

@@ -783,7 +783,7 @@ mod tests {
         let event = payload::validate(&webhook).unwrap();
         let row = transform::transform(id_text, 1_700_000_000, &event);
         let pending = Pending::new(&row, &buffer, Scheme::Standard);
-        (buffer, pending, oneshot::slot().0)
+        (buffer, pending, oneshot::unheard())
     }
 
     #[test]
@@ -887,7 +887,7 @@ mod tests {
             returned.starts_with(b"evt_last"),
             "the request keeps its buffer"
         );
-        assert_eq!(store.ping(oneshot::slot().0), Err(Error::QueueFull));
+        assert_eq!(store.ping(oneshot::unheard()), Err(Error::QueueFull));
         assert_eq!(store.queued(), QUEUE_LEN_MAX);
     }
 }
