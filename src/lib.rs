@@ -13,7 +13,7 @@
 //!   writers publish for `/readyz`);
 //! - operation: `config` (the variables table), `limits` (every bound), `metrics`, `logging`,
 //!   `cli`, `localdb` (private cluster), `trim` (returns a burst's memory to the system);
-//!   `oneshot` (a writer's reply to one request).
+//!   `oneshot` (a writer's reply to a connection's job).
 
 pub mod admission;
 pub mod answer;
