@@ -80,7 +80,7 @@ pub fn serve(stream: TcpStream, context: &Context) {
         served: false,
         reserved: 0,
     };
-    while let Connection::KeepAlive = conn.next_request() {
+    while conn.await_request() && matches!(conn.next_request(), Connection::KeepAlive) {
         conn.served = true;
     }
 }
@@ -91,7 +91,28 @@ impl<'c> Conn<'c> {
         self.session.context()
     }
 
+    /// Waits until a request's first bytes are here (at once when pipelined bytes are); false
+    /// when the connection ends first. Kept apart from `next_request`, whose frame holds a
+    /// request head and its answer, so that an idle connection parks on a shallow stack: it
+    /// touches one page at the top of its coroutine stack, not two (4.4 KiB deep before,
+    /// measured from `/proc/PID/mem`).
+    fn await_request(&mut self) -> bool {
+        if self.filled > 0 {
+            return true;
+        }
+        match self.fill(None, HEAD_READ_SPACE) {
+            Ok(()) => true,
+            Err(ReadError::Gone) => false,
+            Err(ReadError::Reject(rejection)) => {
+                let _in_flight = metrics::request_started();
+                self.reject(&rejection, Connection::Close, false);
+                false
+            }
+        }
+    }
+
     /// Reads, handles and answers one request.
+    #[inline(never)]
     fn next_request(&mut self) -> Connection {
         let (head, deadline) = match self.read_head() {
             Ok(read) => read,
