@@ -5,7 +5,7 @@
 //! Layout, in request order:
 //! - shell (sockets, threads): `server` (accept loop) → `connection` (one coroutine per
 //!   connection: buffer, framing, deadlines) under `admission` (connection slots, byte budget,
-//!   shutdown);
+//!   shutdown) and `deadline` (the read deadlines' slot table and sweeper thread);
 //! - protocol: `http` (request heads), `answer` (every success and rejection, and its bytes);
 //! - pipeline: `service` (routing, `Session`) → `signature` → `payload` or `stripe_event`
 //!   (+ `jsonb` scans) → `transform` (+ `currency`), all pure; `text` (spans of the buffer);
@@ -22,6 +22,7 @@ pub mod config;
 pub mod connection;
 pub mod currency;
 pub mod db_error;
+pub mod deadline;
 #[cfg(test)]
 mod fuzz;
 pub mod health;

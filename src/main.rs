@@ -158,7 +158,9 @@ fn serve(config: &Config) -> ExitCode {
         Ok(signals) => signals,
         Err(error) => return cli::fail(&format!("cannot handle SIGTERM/SIGINT: {error}")),
     };
-    may::go!(move || server::accept_loop(listener, context, connections_max));
+    if let Err(error) = server::start(listener, context, connections_max) {
+        return cli::fail(&format!("cannot start the read-deadline thread: {error}"));
+    }
     info!("listening on {address}");
     // Blocks without polling until SIGTERM or SIGINT arrives.
     let signal = signal_name(signals.forever().next());
