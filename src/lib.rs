@@ -12,7 +12,8 @@
 //! - storage: `store` (the only SQL; writer threads, group commit), `health` (what the
 //!   writers publish for `/readyz`);
 //! - operation: `config` (the variables table), `limits` (every bound), `metrics`, `logging`,
-//!   `cli`, `localdb` (private cluster), `trim` (returns a burst's memory to the system);
+//!   `cli`, `localdb` (private cluster), `trim` (returns a burst's memory to the system),
+//!   `tunables` (glibc's per-thread cache off);
 //!   `oneshot` (a writer's reply to a connection's job).
 
 pub mod admission;
@@ -43,3 +44,4 @@ pub mod stripe_event;
 pub mod text;
 pub mod transform;
 pub mod trim;
+pub mod tunables;

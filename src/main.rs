@@ -10,7 +10,7 @@ use hooksink::config::Config;
 use hooksink::localdb::{self, LocalPostgres};
 use hooksink::service::Context;
 use hooksink::store::{self, Store};
-use hooksink::{cli, db_error, logging, metrics, secret, server, trim};
+use hooksink::{cli, db_error, logging, metrics, secret, server, trim, tunables};
 use log::{error, info, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -44,7 +44,11 @@ const _: () = assert!(LOCAL_PORT as u32 + LOCAL_PORT_TRIES as u32 <= 32768);
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        None => with_config(|config| serve(&config)),
+        None => {
+            // Before any thread exists: this may start the binary again, same pid and arguments.
+            tunables::restart_with_tcache_off();
+            with_config(|config| serve(&config))
+        }
         Some("--help" | "-h" | "help") => {
             print!("{}", cli::help());
             ExitCode::SUCCESS
