@@ -2,11 +2,18 @@
 """Connection-memory probes for loadtest/bench (stdlib only, one JSON line on stdout).
 
   conns.py idle  ADDR PID N [N ...]     N idle keep-alive connections, one after the other
+  conns.py idle-webhook ADDR PID SECRET N [N ...]
+                                        the same, each connection having served a webhook
   conns.py burst ADDR PID N SENT TOTAL  N connections each send SENT of a TOTAL-byte body, stall
 
 idle: opens N connections, sends `GET /healthz` on each and reads its answer (so every one
 is a served keep-alive connection), waits 1 s, reads hooksink's memory, closes them all and
 waits until hooksink's RSS settles.  Per connection = (RSS with N open - RSS before) / N.
+
+idle-webhook: as idle, but each connection sends one signed POST /webhook (the same event,
+signed with the whsec_ SECRET: the first is accepted, the rest are duplicates, all through a
+writer) -- the cost of a provider's keep-alive connection, which has been down the whole
+request path once.
 
 burst: opens N connections, sends a signed-looking POST /webhook head announcing TOTAL body
 bytes and then SENT of them, stalls (hooksink answers 503 to those past its request-byte
@@ -17,6 +24,7 @@ Every phase has a time bound; the whole run never takes more than about a minute
 """
 import json
 import os
+import random
 import resource
 import selectors
 import socket
@@ -122,9 +130,25 @@ def settle(pid, seconds):
         last = now
 
 
-def idle(addr, pid, counts):
+HEALTH_CHECK = b"GET /healthz HTTP/1.1\r\nhost: bench\r\n\r\n"
+
+
+def signed_webhook(secret):
+    """One signed POST /webhook request, as gen.py signs them."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import gen
+    now = int(time.time())
+    msg_id = f"msg_idle_{now}_{os.getpid()}"
+    body = gen.make_body(random.Random(1))
+    signature = gen.sign(gen.secret_key(secret), msg_id, now, body)
+    head = (f"POST /webhook HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nwebhook-id: {msg_id}\r\n"
+            f"webhook-timestamp: {now}\r\nwebhook-signature: {signature}\r\n\r\n")
+    return head.encode() + body
+
+
+def idle(addr, pid, counts, request=HEALTH_CHECK):
     results = []
-    request = b"GET /healthz HTTP/1.1\r\nhost: bench\r\n\r\n"
     for n in counts:
         limit = raise_nofile(n)
         settle(pid, 5)
@@ -222,12 +246,18 @@ def burst(addr, pid, n, sent, total):
 
 
 def main(argv):
-    if len(argv) < 4 or argv[0] not in ("idle", "burst"):
+    if len(argv) < 4 or argv[0] not in ("idle", "idle-webhook", "burst"):
         sys.exit(__doc__)
     host, _, port = argv[1].rpartition(":")
     addr, pid = (host, int(port)), int(argv[2])
     if argv[0] == "idle":
         out = idle(addr, pid, [int(x) for x in argv[3:]])
+    elif argv[0] == "idle-webhook":
+        if len(argv) < 5:
+            sys.exit(__doc__)
+        request = signed_webhook(argv[3])
+        out = {"idle_webhook_connections":
+               idle(addr, pid, [int(x) for x in argv[4:]], request)["idle_connections"]}
     else:
         if len(argv) != 6:
             sys.exit(__doc__)

@@ -5,14 +5,15 @@
 //! Layout, in request order:
 //! - shell (sockets, threads): `server` (accept loop) → `connection` (one coroutine per
 //!   connection: buffer, framing, deadlines) under `admission` (connection slots, byte budget,
-//!   shutdown);
+//!   shutdown) and `deadline` (the read deadlines' slot table and sweeper thread);
 //! - protocol: `http` (request heads), `answer` (every success and rejection, and its bytes);
 //! - pipeline: `service` (routing, `Session`) → `signature` → `payload` or `stripe_event`
 //!   (+ `jsonb` scans) → `transform` (+ `currency`), all pure; `text` (spans of the buffer);
 //! - storage: `store` (the only SQL; writer threads, group commit), `health` (what the
 //!   writers publish for `/readyz`);
 //! - operation: `config` (the variables table), `limits` (every bound), `metrics`, `logging`,
-//!   `cli`, `localdb` (private cluster), `trim` (returns a burst's memory to the system);
+//!   `cli`, `localdb` (private cluster), `trim` (returns a burst's memory to the system),
+//!   `tunables` (glibc's per-thread cache off);
 //!   `oneshot` (a writer's reply to a connection's job).
 
 pub mod admission;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod connection;
 pub mod currency;
 pub mod db_error;
+pub mod deadline;
 #[cfg(test)]
 mod fuzz;
 pub mod health;
@@ -42,3 +44,4 @@ pub mod stripe_event;
 pub mod text;
 pub mod transform;
 pub mod trim;
+pub mod tunables;

@@ -62,6 +62,9 @@ pub const REQUEST_READ_TIMEOUT_MAX: Duration = Duration::from_secs(300);
 pub const KEEP_ALIVE_IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 /// Upper bound an operator may set with `IDLE_TIMEOUT_SECS` (one hour).
 pub const KEEP_ALIVE_IDLE_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+/// A read deadline fires at most this much late: the thread enforcing them sleeps this much
+/// past the earliest one, so deadlines that expire together are closed in one sweep.
+pub const DEADLINE_SLACK: Duration = Duration::from_millis(10);
 /// An answer that cannot be written within this time closes the connection.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request waits at most this long for its commit result, then answers 503.
@@ -111,6 +114,8 @@ const _: () = assert!(REQUEST_READ_TIMEOUT_DEFAULT.as_secs() <= REQUEST_READ_TIM
 const _: () =
     assert!(KEEP_ALIVE_IDLE_TIMEOUT_DEFAULT.as_secs() <= KEEP_ALIVE_IDLE_TIMEOUT_MAX.as_secs());
 const _: () = assert!(CONNECTIONS_DEFAULT <= CONNECTIONS_MAX);
+// The shortest timeout an operator can set is 1 s; a deadline stays within 1% of it.
+const _: () = assert!(DEADLINE_SLACK.as_millis() <= 10);
 
 /// `v1a` entries tried per request against each `whpk_` key: each try hashes the whole body,
 /// so this bounds the curve work an unsigned request can cause (rotation needs two).

@@ -1,11 +1,13 @@
 //! The accept loop: one coroutine per connection on `may` (see `connection`), under the
-//! connection cap (sized under `RLIMIT_NOFILE`), with a back-off on accept errors.
+//! connection cap (sized under `RLIMIT_NOFILE`), each with its slot in the read deadlines'
+//! table (sized from the same cap), with a back-off on accept errors.
 
 use std::time::{Duration, Instant};
 
 use log::warn;
 use may::net::TcpListener;
 
+use crate::deadline::Deadlines;
 use crate::service::Context;
 use crate::{admission, connection};
 
@@ -17,8 +19,24 @@ const FDS_RESERVED: usize = 64;
 /// Pause of the accept loop after an accept error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Accepts connections until `admission::begin_shutdown`; run it inside a coroutine.
-pub fn accept_loop(listener: TcpListener, context: &'static Context, connections_max: usize) {
+/// Starts the read deadlines' thread for `connections_max` connections, then the accept loop
+/// on a coroutine; it accepts until `admission::begin_shutdown`.
+pub fn start(
+    listener: TcpListener,
+    context: &'static Context,
+    connections_max: usize,
+) -> std::io::Result<()> {
+    let deadlines = Deadlines::start(connections_max)?;
+    may::go!(move || accept_loop(listener, context, connections_max, deadlines));
+    Ok(())
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    context: &'static Context,
+    connections_max: usize,
+    deadlines: &'static Deadlines,
+) {
     let mut last_warning: Option<Instant> = None;
     loop {
         let accepted = listener.accept();
@@ -29,6 +47,10 @@ pub fn accept_loop(listener: TcpListener, context: &'static Context, connections
             Ok((stream, _)) => {
                 // At the cap the new connection is closed at once; existing ones keep working.
                 let Some(slot) = admission::connection_slot(connections_max) else {
+                    continue;
+                };
+                // Below the cap a deadline slot is free: both tables have `connections_max`.
+                let Some(stream) = deadlines.watch(stream) else {
                     continue;
                 };
                 may::go!(move || {

@@ -192,6 +192,7 @@ impl Cluster {
     fn command(&self, program: &Path) -> Command {
         let mut command = Command::new(program);
         command.current_dir("/");
+        crate::tunables::restore_for_child(&mut command);
         if let Some(account) = &self.account {
             command.uid(account.uid).gid(account.gid);
         }

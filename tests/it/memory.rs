@@ -104,3 +104,17 @@ fn a_burst_of_held_bodies_gives_every_buffer_back() {
     );
     assert_served(&server);
 }
+
+/// The server runs with glibc's per-thread cache off (`hooksink::tunables`): it started itself
+/// again with the setting, keeping its pid.
+#[test]
+fn the_server_runs_with_the_malloc_thread_cache_off() {
+    let server = start(&[]);
+    assert_served(&server);
+    let environ = std::fs::read(format!("/proc/{}/environ", server.pid())).unwrap();
+    let variables: Vec<&[u8]> = environ.split(|byte| *byte == 0).collect();
+    assert!(
+        variables.contains(&b"GLIBC_TUNABLES=glibc.malloc.tcache_count=0".as_slice()),
+        "the server's environment lacks the tunable"
+    );
+}

@@ -170,3 +170,47 @@ fn silent_new_connection_is_closed_after_the_request_timeout_not_the_idle_timeou
     );
     assert_served(&server);
 }
+
+/// Hundreds of deadlines expiring together (silent new connections and half-sent heads) are
+/// all enforced in the same second, while a kept-alive connection with a later deadline stays
+/// open and usable and new requests are served meanwhile.
+#[test]
+fn many_deadlines_expiring_at_once_close_every_one_and_spare_the_rest() {
+    const SILENT: usize = 200;
+    const HALF_SENT: usize = 50;
+    let server = start(&[("REQUEST_TIMEOUT_SECS", "2"), ("IDLE_TIMEOUT_SECS", "60")]);
+    let mut kept = Client::connect(server.addr());
+    kept.send(&request("GET", "/healthz", &[], b"")).unwrap();
+    assert_eq!(kept.response().unwrap().status, 200);
+    let started = Instant::now();
+    let mut silent: Vec<_> = (0..SILENT)
+        .map(|_| Client::connect(server.addr()))
+        .collect();
+    let head = closing(&signed_request(&unique_id("half"), now(), EXAMPLE));
+    let mut half_sent: Vec<_> = (0..HALF_SENT)
+        .map(|_| {
+            let mut client = Client::connect(server.addr());
+            client.send(&head[..20]).unwrap();
+            client
+        })
+        .collect();
+    let opened = started.elapsed();
+    assert!(opened < Duration::from_secs(1), "opening took {opened:?}");
+    thread::sleep(Duration::from_millis(1500) - opened);
+    assert_served(&server);
+    for client in &mut half_sent {
+        let answer = client
+            .response_within(Duration::from_secs(3))
+            .expect("no 408");
+        assert_error(&answer, 408, "request_timeout", "close");
+        assert!(client.closed_within(CLOSE_WAIT), "open after the 408");
+    }
+    for client in &mut silent {
+        assert!(client.closed_within(Duration::from_secs(3)), "still open");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "all closed after {took:?}");
+    kept.send(&request("GET", "/healthz", &[], b"")).unwrap();
+    assert_eq!(kept.response().unwrap().status, 200);
+    assert_served(&server);
+}

@@ -1,0 +1,576 @@
+//! Read deadlines of every connection, enforced by one OS thread instead of a `may` timer per
+//! read.
+//!
+//! A `may` read with a timeout pushes a timer node that outlives the read under load (its
+//! removal skips the newest node of a list), so tens of thousands of small nodes lived until
+//! their 10 s / 60 s timeout and pinned malloc arena pages. Here a connection `watch`es its
+//! socket in a fixed table of slots sized once from the connection cap; arming a deadline is
+//! an atomic compare-and-swap on its slot (no allocation, no syscall). The `read-deadlines`
+//! thread sleeps until the earliest armed deadline (plus `DEADLINE_SLACK`, so a mass expiry is
+//! one sweep), marks each expired slot and calls `shutdown(fd, SHUT_RD)`, which wakes the
+//! parked read with end-of-file; the connection tells that from the peer's end-of-file by the
+//! mark (`Expired`). With nothing armed the thread parks without a timeout: an idle server gets
+//! no wake-ups.
+//!
+//! **Slot protocol.** A slot's word holds a state in its low two bits and a deadline (ms on the
+//! table's monotonic clock, 0 = none) above them:
+//! - `FREE` → `TAKEN` (deadline 0): `watch`, which then stores the fd;
+//! - `TAKEN` → `TAKEN` with another deadline: the connection arms or disarms (a CAS: it fails
+//!   only when the sweeper fired);
+//! - `TAKEN` → `FIRING`: the sweeper, by a CAS from the exact word it found expired (so a
+//!   re-armed deadline is never fired), then `shutdown`, then → `FIRED`; `FIRING` belongs to
+//!   the sweeper alone, so nobody else writes the word meanwhile;
+//! - `TAKEN` or `FIRED` → `FREE`: the connection's release, which waits while the slot is
+//!   `FIRING`. It runs before the socket is closed (`Watched` owns the socket and drops it
+//!   after the release), so the sweeper never shuts down a descriptor that was closed and
+//!   whose number was reused. A fired slot stays fired: its read side is shut for good.
+//!
+//! Free slots are a lock-free stack (tagged head against ABA) over the slots used before;
+//! slots never used are taken in order, so pages of the table that no connection reached are
+//! never touched (the table is an anonymous mapping: unused slots cost no resident memory).
+
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crate::limits::DEADLINE_SLACK;
+
+const STATE_BITS: u32 = 2;
+const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
+const FREE: u64 = 0;
+const TAKEN: u64 = 1;
+const FIRING: u64 = 2;
+const FIRED: u64 = 3;
+/// The free stack's head: the top slot's index + 1 (0 = empty) in the low half, a tag that
+/// changes with every push and pop in the high half.
+const INDEX_MASK: u64 = u32::MAX as u64;
+const TAG_STEP: u64 = 1 << 32;
+/// Spins on a `FIRING` slot before yielding the OS thread while the sweeper finishes one
+/// `shutdown` call.
+const FIRING_SPINS: u32 = 64;
+
+/// The deadline of the read passed, before it began or while it waited: the socket's read side
+/// is shut for good.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Expired;
+
+/// The slot table and what the sweeper thread needs.
+pub struct Deadlines {
+    slots: &'static [Slot],
+    /// Origin of the deadlines' millisecond clock.
+    epoch: Instant,
+    free: AtomicU64,
+    /// Slots below this index were taken at least once; the sweeper looks at them only.
+    used: AtomicU32,
+    /// The earliest deadline the sleeping sweeper will wake for; `u64::MAX` while it sweeps or
+    /// has nothing armed, so that every new deadline wakes it.
+    wake_at: AtomicU64,
+    sweeper: OnceLock<Thread>,
+}
+
+/// A socket whose reads are bounded by deadlines; dropping it frees its slot, then closes the
+/// socket.
+pub struct Watched<'d, S: AsRawFd> {
+    deadlines: &'d Deadlines,
+    index: u32,
+    socket: S,
+}
+
+/// One connection's place in the table; all zero is `FREE`.
+struct Slot {
+    word: AtomicU64,
+    fd: AtomicI32,
+    /// Next free slot's index + 1 (0 = none) while this one is on the free stack.
+    next: AtomicU32,
+}
+
+impl Deadlines {
+    /// A table of `capacity` slots, without the sweeper thread.
+    pub fn new(capacity: usize) -> io::Result<Deadlines> {
+        let Ok(count) = u32::try_from(capacity) else {
+            return Err(io::Error::other("too many connection slots"));
+        };
+        assert!(
+            count < u32::MAX,
+            "slot index + 1 must fit the free stack's head"
+        );
+        Ok(Deadlines {
+            slots: map_zeroed(capacity)?,
+            epoch: Instant::now(),
+            free: AtomicU64::new(0),
+            used: AtomicU32::new(0),
+            wake_at: AtomicU64::new(u64::MAX),
+            sweeper: OnceLock::new(),
+        })
+    }
+
+    /// A table of `capacity` slots (one per connection the server admits) and the
+    /// `read-deadlines` thread that enforces them; lives as long as the process.
+    pub fn start(capacity: usize) -> io::Result<&'static Deadlines> {
+        let deadlines: &'static Deadlines = Box::leak(Box::new(Deadlines::new(capacity)?));
+        let thread = std::thread::Builder::new()
+            .name("read-deadlines".into())
+            .stack_size(64 * 1024)
+            .spawn(|| deadlines.run())?;
+        let _ = deadlines.sweeper.set(thread.thread().clone());
+        // The first deadline may have been armed before the handle was set.
+        thread.thread().unpark();
+        Ok(deadlines)
+    }
+
+    /// Takes a slot for `socket`; `None` (the socket is dropped) when every slot is taken,
+    /// which the connection cap rules out.
+    pub fn watch<S: AsRawFd>(&self, socket: S) -> Option<Watched<'_, S>> {
+        let Some(index) = self.pop_free().or_else(|| self.take_unused()) else {
+            debug_assert!(false, "more connections than slots");
+            return None;
+        };
+        let slot = self.slot(index);
+        debug_assert_eq!(
+            slot.word.load(Ordering::Relaxed),
+            FREE,
+            "a taken slot was free"
+        );
+        slot.fd.store(socket.as_raw_fd(), Ordering::Relaxed);
+        // Publishes the fd with the slot: the sweeper reads it only after a CAS on the word.
+        slot.word.store(TAKEN, Ordering::Release);
+        Some(Watched {
+            deadlines: self,
+            index,
+            socket,
+        })
+    }
+
+    /// Milliseconds since the epoch, rounded down.
+    fn now_millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// `at` in milliseconds since the epoch, rounded up so that a deadline never fires early;
+    /// at least 1 (0 means none).
+    fn millis(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos.div_ceil(1_000_000))
+            .unwrap_or(u64::MAX >> STATE_BITS)
+            .clamp(1, u64::MAX >> STATE_BITS)
+    }
+
+    // Indexes come only from `pop_free` and `take_unused`, below the table's length: an
+    // index out of it is a programmer error.
+    #[allow(clippy::indexing_slicing)]
+    fn slot(&self, index: u32) -> &Slot {
+        &self.slots[index as usize]
+    }
+
+    /// Sets the slot's deadline (0 = none); `Expired` once the sweeper fired it.
+    fn set(&self, index: u32, millis: u64) -> Result<(), Expired> {
+        let slot = self.slot(index);
+        let mut word = slot.word.load(Ordering::Acquire);
+        loop {
+            match word & STATE_MASK {
+                TAKEN => {}
+                FIRING | FIRED => return Err(Expired),
+                _ => {
+                    debug_assert!(false, "a deadline set on a free slot");
+                    return Err(Expired);
+                }
+            }
+            let armed = millis << STATE_BITS | TAKEN;
+            // SeqCst with the load of `wake_at` below, against the sweeper's store of
+            // `u64::MAX` and its scan: one of the two sees the other's write.
+            match slot
+                .word
+                .compare_exchange(word, armed, Ordering::SeqCst, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(now) => word = now,
+            }
+        }
+        if millis != 0
+            && millis < self.wake_at.load(Ordering::SeqCst)
+            && self.wake_at.fetch_min(millis, Ordering::SeqCst) > millis
+            && let Some(sweeper) = self.sweeper.get()
+        {
+            sweeper.unpark();
+        }
+        Ok(())
+    }
+
+    /// Frees the slot; waits while the sweeper shuts its socket down, so that the caller may
+    /// close it afterwards.
+    fn release(&self, index: u32) {
+        let slot = self.slot(index);
+        let mut spins = 0;
+        let mut word = slot.word.load(Ordering::Acquire);
+        loop {
+            match word & STATE_MASK {
+                FIRING => {
+                    // One `shutdown` call on the sweeper thread: microseconds, unless it was
+                    // preempted.
+                    spins += 1;
+                    if spins < FIRING_SPINS {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                    word = slot.word.load(Ordering::Acquire);
+                    continue;
+                }
+                TAKEN | FIRED => {}
+                _ => {
+                    debug_assert!(false, "a free slot released");
+                    return;
+                }
+            }
+            match slot
+                .word
+                .compare_exchange(word, FREE, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(now) => word = now,
+            }
+        }
+        self.push_free(index);
+    }
+
+    fn pop_free(&self) -> Option<u32> {
+        let mut head = self.free.load(Ordering::Acquire);
+        loop {
+            let top = (head & INDEX_MASK) as u32;
+            let index = top.checked_sub(1)?;
+            // Stale when another thread popped `index` meanwhile: then the tag changed too and
+            // the CAS fails.
+            let next = self.slot(index).next.load(Ordering::Relaxed);
+            let popped = (head & !INDEX_MASK).wrapping_add(TAG_STEP) | u64::from(next);
+            match self
+                .free
+                .compare_exchange_weak(head, popped, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(index),
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    fn push_free(&self, index: u32) {
+        let slot = self.slot(index);
+        let mut head = self.free.load(Ordering::Relaxed);
+        loop {
+            slot.next
+                .store((head & INDEX_MASK) as u32, Ordering::Relaxed);
+            let pushed = (head & !INDEX_MASK).wrapping_add(TAG_STEP) | u64::from(index + 1);
+            match self.free.compare_exchange_weak(
+                head,
+                pushed,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    fn take_unused(&self) -> Option<u32> {
+        let count = self.slots.len() as u32;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < count).then_some(used + 1)
+            })
+            .ok()
+    }
+
+    /// Fires every slot whose deadline is at or before `now` (ms): marks it, calls `fire` with
+    /// its fd, marks it fired. Returns the earliest deadline still armed.
+    fn sweep(&self, now: u64, mut fire: impl FnMut(RawFd)) -> Option<u64> {
+        let used = self.used.load(Ordering::Acquire) as usize;
+        let mut earliest: Option<u64> = None;
+        for slot in self.slots.iter().take(used) {
+            let word = slot.word.load(Ordering::SeqCst);
+            let at = word >> STATE_BITS;
+            if word & STATE_MASK != TAKEN || at == 0 {
+                continue;
+            }
+            if at > now {
+                earliest = Some(earliest.map_or(at, |earliest| earliest.min(at)));
+                continue;
+            }
+            let firing = at << STATE_BITS | FIRING;
+            // Fails when the connection re-armed, disarmed or left meanwhile; a new deadline
+            // lowers `wake_at` (`u64::MAX` during a sweep) and so wakes the next sweep.
+            if slot
+                .word
+                .compare_exchange(word, firing, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+            {
+                fire(slot.fd.load(Ordering::Relaxed));
+                slot.word.store(at << STATE_BITS | FIRED, Ordering::Release);
+            }
+        }
+        earliest
+    }
+
+    /// The sweeper thread's loop.
+    fn run(&self) {
+        loop {
+            self.wake_at.store(u64::MAX, Ordering::SeqCst);
+            let Some(earliest) = self.sweep(self.now_millis(), shutdown_read) else {
+                // Nothing armed: the next deadline set unparks (`wake_at` is `u64::MAX`).
+                std::thread::park();
+                continue;
+            };
+            self.wake_at.fetch_min(earliest, Ordering::SeqCst);
+            // A deadline armed since the sweep lowered `wake_at` and unparked: this returns at
+            // once and the next sweep sees it.
+            let wake = self.epoch + Duration::from_millis(earliest) + DEADLINE_SLACK;
+            std::thread::park_timeout(wake.saturating_duration_since(Instant::now()));
+        }
+    }
+}
+
+impl<S: AsRawFd> Watched<'_, S> {
+    /// Runs `read`, a blocking read of the socket, under `deadline`: if the deadline passes
+    /// first, its read side is shut down and the read returns end-of-file, answered here as
+    /// `Expired` (whatever `read` returned).
+    pub fn read_by<T>(
+        &mut self,
+        deadline: Instant,
+        read: impl FnOnce(&mut S) -> T,
+    ) -> Result<T, Expired> {
+        if deadline <= Instant::now() {
+            return Err(Expired);
+        }
+        self.deadlines
+            .set(self.index, self.deadlines.millis(deadline))?;
+        let read = read(&mut self.socket);
+        // Disarmed at once: the connection may take long to answer what it read.
+        self.deadlines.set(self.index, 0)?;
+        Ok(read)
+    }
+}
+
+impl<S: AsRawFd> Deref for Watched<'_, S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.socket
+    }
+}
+
+impl<S: AsRawFd> DerefMut for Watched<'_, S> {
+    fn deref_mut(&mut self) -> &mut S {
+        &mut self.socket
+    }
+}
+
+impl<S: AsRawFd> Drop for Watched<'_, S> {
+    fn drop(&mut self) {
+        // Before `socket` is dropped (fields drop after this body): the fd is still ours.
+        self.deadlines.release(self.index);
+    }
+}
+
+/// `count` zeroed slots in an anonymous mapping, never unmapped (the server's table lives as
+/// long as the process): pages are backed only once a slot on them is used.
+fn map_zeroed(count: usize) -> io::Result<&'static [Slot]> {
+    let len = count.max(1) * size_of::<Slot>();
+    // SAFETY: a fresh private anonymous mapping aliases nothing.
+    let start = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if start == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the mapping is page-aligned, `len` bytes long, zero-filled, and never unmapped;
+    // all-zero bytes are valid atomics, and slots are only accessed through atomics.
+    Ok(unsafe { std::slice::from_raw_parts(start.cast::<Slot>(), count) })
+}
+
+fn shutdown_read(fd: RawFd) {
+    // SAFETY: the fd belongs to a `Watched` socket that cannot be closed while its slot is
+    // `FIRING`. An error (the peer already reset it) leaves nothing to wake.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RD);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in socket: only its number matters to the table.
+    struct Fake(RawFd);
+
+    impl AsRawFd for Fake {
+        fn as_raw_fd(&self) -> RawFd {
+            self.0
+        }
+    }
+
+    fn state(deadlines: &Deadlines, index: u32) -> u64 {
+        deadlines.slot(index).word.load(Ordering::Relaxed) & STATE_MASK
+    }
+
+    /// Sweeps at `now` ms; returns the fds fired and the earliest deadline left.
+    #[track_caller]
+    fn sweep(deadlines: &Deadlines, now: u64) -> (Vec<RawFd>, Option<u64>) {
+        let mut fired = Vec::new();
+        let earliest = deadlines.sweep(now, |fd| fired.push(fd));
+        (fired, earliest)
+    }
+
+    #[test]
+    fn released_slots_are_reused_before_unused_ones() {
+        let deadlines = Deadlines::new(4).unwrap();
+        let first = deadlines.watch(Fake(10)).unwrap();
+        let second = deadlines.watch(Fake(11)).unwrap();
+        assert_eq!((first.index, second.index), (0, 1));
+        drop(first);
+        assert_eq!(state(&deadlines, 0), FREE);
+        let third = deadlines.watch(Fake(12)).unwrap();
+        assert_eq!(third.index, 0);
+        assert_eq!(deadlines.slot(0).fd.load(Ordering::Relaxed), 12);
+        assert_eq!(deadlines.used.load(Ordering::Relaxed), 2);
+        drop(second);
+        drop(third);
+        let again: Vec<_> = (0..4)
+            .map(|fd| deadlines.watch(Fake(fd)).unwrap())
+            .collect();
+        let mut indexes: Vec<_> = again.iter().map(|watched| watched.index).collect();
+        indexes.sort_unstable();
+        assert_eq!(indexes, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn sweep_fires_exactly_the_expired_and_returns_the_earliest_left() {
+        let deadlines = Deadlines::new(8).unwrap();
+        let watched: Vec<_> = (20..25)
+            .map(|fd| deadlines.watch(Fake(fd)).unwrap())
+            .collect();
+        // fd 20 none, 21 at 5, 22 at 10 (the boundary fires), 23 at 11, 24 at 30.
+        for (watched, at) in watched.iter().zip([0, 5, 10, 11, 30]) {
+            deadlines.set(watched.index, at).unwrap();
+        }
+        assert_eq!(sweep(&deadlines, 4), (vec![], Some(5)));
+        assert_eq!(sweep(&deadlines, 10), (vec![21, 22], Some(11)));
+        assert_eq!(state(&deadlines, 1), FIRED);
+        assert_eq!(state(&deadlines, 0), TAKEN);
+        // Fired slots stay fired: not fired again, and arming them reports it.
+        assert_eq!(sweep(&deadlines, 20), (vec![23], Some(30)));
+        assert_eq!(deadlines.set(watched[1].index, 100), Err(Expired));
+        assert_eq!(deadlines.set(watched[1].index, 0), Err(Expired));
+        assert_eq!(sweep(&deadlines, 30), (vec![24], None));
+    }
+
+    #[test]
+    fn a_rearmed_or_disarmed_deadline_is_not_fired() {
+        let deadlines = Deadlines::new(2).unwrap();
+        let moved = deadlines.watch(Fake(30)).unwrap();
+        let cleared = deadlines.watch(Fake(31)).unwrap();
+        deadlines.set(moved.index, 5).unwrap();
+        deadlines.set(cleared.index, 5).unwrap();
+        deadlines.set(moved.index, 50).unwrap();
+        deadlines.set(cleared.index, 0).unwrap();
+        assert_eq!(sweep(&deadlines, 10), (vec![], Some(50)));
+        assert_eq!(state(&deadlines, moved.index), TAKEN);
+    }
+
+    #[test]
+    fn a_released_slot_is_not_fired_and_its_next_owner_starts_unarmed() {
+        let deadlines = Deadlines::new(1).unwrap();
+        let gone = deadlines.watch(Fake(40)).unwrap();
+        deadlines.set(gone.index, 5).unwrap();
+        drop(gone);
+        assert_eq!(sweep(&deadlines, 10), (vec![], None));
+        let next = deadlines.watch(Fake(41)).unwrap();
+        assert_eq!(sweep(&deadlines, 10), (vec![], None));
+        deadlines.set(next.index, 5).unwrap();
+        assert_eq!(sweep(&deadlines, 10), (vec![41], None));
+    }
+
+    #[test]
+    fn release_waits_while_the_sweeper_is_firing() {
+        let deadlines: &'static Deadlines = Box::leak(Box::new(Deadlines::new(1).unwrap()));
+        let watched = deadlines.watch(Fake(50)).unwrap();
+        let slot = deadlines.slot(watched.index);
+        slot.word.store(5 << STATE_BITS | FIRING, Ordering::SeqCst);
+        let release = std::thread::spawn(move || drop(watched));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !release.is_finished(),
+            "released while the socket was being shut down"
+        );
+        slot.word.store(5 << STATE_BITS | FIRED, Ordering::SeqCst);
+        release.join().unwrap();
+        assert_eq!(state(deadlines, 0), FREE);
+    }
+
+    #[test]
+    fn only_an_earlier_deadline_lowers_the_wake_up() {
+        let deadlines = Deadlines::new(2).unwrap();
+        let first = deadlines.watch(Fake(60)).unwrap();
+        let second = deadlines.watch(Fake(61)).unwrap();
+        deadlines.set(first.index, 100).unwrap();
+        assert_eq!(deadlines.wake_at.load(Ordering::Relaxed), 100);
+        deadlines.set(second.index, 200).unwrap();
+        deadlines.set(first.index, 0).unwrap();
+        assert_eq!(deadlines.wake_at.load(Ordering::Relaxed), 100);
+        deadlines.set(second.index, 40).unwrap();
+        assert_eq!(deadlines.wake_at.load(Ordering::Relaxed), 40);
+    }
+
+    #[test]
+    fn deadlines_round_up_to_the_millisecond_and_never_to_none() {
+        let deadlines = Deadlines::new(1).unwrap();
+        let epoch = deadlines.epoch;
+        let check = |after: Duration, millis: u64| {
+            assert_eq!(deadlines.millis(epoch + after), millis, "{after:?}");
+        };
+        check(Duration::ZERO, 1);
+        check(Duration::from_nanos(1), 1);
+        check(Duration::from_millis(1), 1);
+        check(Duration::from_nanos(1_000_001), 2);
+        check(Duration::from_secs(60), 60_000);
+        assert_eq!(deadlines.millis(epoch - Duration::from_nanos(1)), 1);
+    }
+
+    #[test]
+    fn an_expired_deadline_wakes_a_blocked_read_with_expired() {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        let deadlines = Deadlines::start(2).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut watched = deadlines.watch(listener.accept().unwrap().0).unwrap();
+        let started = Instant::now();
+        let timeout = Duration::from_millis(100);
+        let read = watched.read_by(started + timeout, |socket| socket.read(&mut [0; 8]));
+        let took = started.elapsed();
+        assert_eq!(read.map(|read| read.ok()), Err(Expired));
+        assert!(took >= timeout, "woken after {took:?}");
+        // The mark stays: later reads are refused at once, even with bytes waiting.
+        client.write_all(b"late").unwrap();
+        let read = watched.read_by(Instant::now() + timeout, |socket| socket.read(&mut [0; 8]));
+        assert_eq!(read.map(|read| read.ok()), Err(Expired));
+        drop(watched);
+        // A fresh connection reads what arrives in time, and never waits on a passed deadline.
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut watched = deadlines.watch(listener.accept().unwrap().0).unwrap();
+        assert_eq!(watched.read_by(Instant::now(), |_| ()), Err(Expired));
+        client.write_all(b"on time").unwrap();
+        let mut bytes = [0; 8];
+        let read = watched.read_by(Instant::now() + timeout, |socket| socket.read(&mut bytes));
+        assert_eq!(read.map(|read| read.ok()), Ok(Some(7)));
+    }
+}
