@@ -57,12 +57,14 @@ pub fn release_bytes(bytes: usize) {
     BUFFERED.fetch_sub(bytes, Ordering::AcqRel);
 }
 
-/// Counts `bytes` of connection buffer allocated; reaching `trim::TRIM_HIGH` starts a burst,
-/// whose memory `trim` returns once it is over.
+/// Counts `bytes` of connection buffer allocated (a request is being read: `trim` wakes up);
+/// reaching `trim::TRIM_HIGH` starts a burst, whose memory `trim` returns once it is over.
 pub fn buffer_allocated(bytes: usize) {
     let previous = BUFFER_BYTES.fetch_add(bytes, Ordering::Relaxed);
     if previous < trim::TRIM_HIGH && previous + bytes >= trim::TRIM_HIGH {
         trim::burst_began();
+    } else {
+        trim::activity();
     }
 }
 

@@ -8,10 +8,11 @@
 //! episode: when the connection buffers' bytes fell back to `TRIM_LOW` after having reached
 //! `TRIM_HIGH`, and when the server has answered nothing for `QUIET` after answering at least
 //! `TRIM_AFTER_ANSWERS` requests since the last trim (load ends: the workers' and writers'
-//! arenas hold what the load freed). Between episodes it looks once per `QUIET`, reading two
-//! counters.
+//! arenas hold what the load freed). While requests come it looks once per `QUIET`; once they
+//! stop it sleeps until the next one (`activity`), so an idle server never wakes it.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::Thread;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ const QUIET: Duration = Duration::from_secs(1);
 const TRIM_AFTER_ANSWERS: u64 = 1000;
 
 static TRIMMER: OnceLock<Thread> = OnceLock::new();
+/// Whether the thread sleeps until requests come (set by itself, cleared by `activity`).
+static DORMANT: AtomicBool = AtomicBool::new(false);
 
 /// Starts the trimming thread.
 pub fn start() -> std::io::Result<()> {
@@ -46,7 +49,19 @@ pub fn start() -> std::io::Result<()> {
 /// Tells the thread that the buffers just reached `TRIM_HIGH`; cheap, and safe on coroutines
 /// (an unpark never blocks). Does nothing when the thread was not started (tests, tools).
 pub fn burst_began() {
+    DORMANT.store(false, Ordering::Release);
     if let Some(thread) = TRIMMER.get() {
+        thread.unpark();
+    }
+}
+
+/// Tells a dormant thread that requests are being read again: one atomic load per request
+/// while it is awake.
+pub fn activity() {
+    if DORMANT.load(Ordering::Relaxed)
+        && DORMANT.swap(false, Ordering::AcqRel)
+        && let Some(thread) = TRIMMER.get()
+    {
         thread.unpark();
     }
 }
@@ -55,24 +70,42 @@ fn run() {
     let mut answered_at_trim = metrics::answered();
     let mut answered_before = answered_at_trim;
     loop {
-        // Woken by `burst_began`, or after `QUIET` to look at the answers.
         std::thread::park_timeout(QUIET);
         if admission::buffer_bytes() >= TRIM_HIGH {
             while admission::buffer_bytes() > TRIM_LOW {
                 std::thread::sleep(TRIM_POLL);
             }
-        } else {
-            let answered = metrics::answered();
-            let quiet = answered == answered_before;
+            trim();
+            answered_at_trim = metrics::answered();
+            continue;
+        }
+        let answered = metrics::answered();
+        if answered != answered_before {
             answered_before = answered;
-            if !(quiet && answered - answered_at_trim >= TRIM_AFTER_ANSWERS) {
-                continue;
-            }
+            continue;
         }
-        // SAFETY: malloc_trim only walks glibc's own free lists; it takes the arena locks itself.
-        unsafe {
-            libc::malloc_trim(0);
+        if answered - answered_at_trim >= TRIM_AFTER_ANSWERS {
+            trim();
+            answered_at_trim = answered;
         }
-        answered_at_trim = metrics::answered();
+        sleep_until_activity();
+        answered_before = metrics::answered();
+    }
+}
+
+fn trim() {
+    // SAFETY: malloc_trim only walks glibc's own free lists; it takes the arena locks itself.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Parks until `activity` or `burst_began`; an idle server wakes this thread never. A request
+/// read between the last look and this sleep wakes nobody; the next one does, and its
+/// answers are counted then.
+fn sleep_until_activity() {
+    DORMANT.store(true, Ordering::Release);
+    while DORMANT.load(Ordering::Acquire) {
+        std::thread::park();
     }
 }
