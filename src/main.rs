@@ -10,7 +10,7 @@ use hooksink::config::Config;
 use hooksink::localdb::{self, LocalPostgres};
 use hooksink::service::Context;
 use hooksink::store::{self, Store};
-use hooksink::{cli, db_error, logging, metrics, secret, server, trim, tunables};
+use hooksink::{admission, cli, db_error, logging, metrics, secret, server, trim, tunables};
 use log::{error, info, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -129,7 +129,7 @@ fn serve(config: &Config) -> ExitCode {
     // Idle workers wake at this interval when no timer is due (may's default, 10 ms, costs
     // ~200 wake-ups a second on an idle server). Timers and cross-thread wake-ups are exact.
     may::config().set_timeout_ns(IDLE_POLL_NS);
-    if let Err(error) = trim::start() {
+    if let Err(error) = trim::start(admission::buffer_bytes) {
         return cli::fail(&format!("cannot start the memory-trim thread: {error}"));
     }
     let store = match Store::start(connection, config.db_writers) {

@@ -38,14 +38,6 @@ pub fn count(outcome: Outcome) {
     }
 }
 
-/// Requests answered since start, every outcome.
-pub fn answered() -> u64 {
-    REQUESTS
-        .iter()
-        .map(|count| count.load(Ordering::Relaxed))
-        .sum()
-}
-
 /// Records one batch commit attempt of `events` events that took `elapsed`.
 pub fn observe_commit(elapsed: Duration, events: usize, committed: bool) {
     if !committed {

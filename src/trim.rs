@@ -6,17 +6,15 @@
 //! arena (measured: 55.5 → 6.9 MB after a 2,000-connection burst). It walks every arena under
 //! its lock, so it runs on a thread of its own, never on a coroutine worker, and once per
 //! episode: when the connection buffers' bytes fell back to `TRIM_LOW` after having reached
-//! `TRIM_HIGH`, and when the server has answered nothing for `QUIET` after answering at least
-//! `TRIM_AFTER_ANSWERS` requests since the last trim (load ends: the workers' and writers'
-//! arenas hold what the load freed). While requests come it looks once per `QUIET`; once they
-//! stop it sleeps until the next one (`activity`), so an idle server never wakes it.
-
+//! `TRIM_HIGH`, and when no request came for `QUIET` after at least `TRIM_AFTER_REQUESTS`
+//! since the last trim (load ends: the workers' and writers' arenas hold what the load freed).
+//! While requests come it looks once per `QUIET`; once they stop it sleeps until the next one
+//! (`activity`), so an idle server never wakes it. It depends on no other module: `admission`
+//! tells it of requests and bursts, and `main` hands it the buffer count to read.
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::Thread;
 use std::time::Duration;
-
-use crate::{admission, metrics};
 
 /// Connection-buffer bytes that make a burst: 256 buffers of 4 KiB, four times what 64
 /// keep-alive connections under full load hold.
@@ -25,22 +23,25 @@ pub const TRIM_HIGH: usize = 1024 * 1024;
 const TRIM_LOW: usize = TRIM_HIGH / 4;
 /// How often the buffers are looked at during a burst.
 const TRIM_POLL: Duration = Duration::from_millis(250);
-/// A server that answered nothing for this long after a spell of load is quiet.
+/// A server that read no request for this long after a spell of load is quiet.
 const QUIET: Duration = Duration::from_secs(1);
-/// Answers since the last trim that make a spell of load worth a trim: a few requests'
+/// Requests since the last trim that make a spell of load worth a trim: a few requests'
 /// buffers are reused by the next ones, and trimming costs a walk of every arena.
-const TRIM_AFTER_ANSWERS: u64 = 1000;
+const TRIM_AFTER_REQUESTS: u64 = 1000;
 
 static TRIMMER: OnceLock<Thread> = OnceLock::new();
 /// Whether the thread sleeps until requests come (set by itself, cleared by `activity`).
 static DORMANT: AtomicBool = AtomicBool::new(false);
+/// Requests seen by `activity` since start.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
-/// Starts the trimming thread.
-pub fn start() -> std::io::Result<()> {
+/// Starts the trimming thread; `buffer_bytes` reads the connection buffers' bytes allocated
+/// now (`admission::buffer_bytes`, passed in so that this module depends on nothing).
+pub fn start(buffer_bytes: fn() -> usize) -> std::io::Result<()> {
     let thread = std::thread::Builder::new()
         .name("memory-trim".into())
         .stack_size(64 * 1024)
-        .spawn(run)?;
+        .spawn(move || run(buffer_bytes))?;
     // Only `main` starts it, once; a second start would leave the first thread parked.
     let _ = TRIMMER.set(thread.thread().clone());
     Ok(())
@@ -55,9 +56,10 @@ pub fn burst_began() {
     }
 }
 
-/// Tells a dormant thread that requests are being read again: one atomic load per request
-/// while it is awake.
+/// Counts a request being read, and wakes a dormant thread: one atomic add and one load per
+/// request while it is awake.
 pub fn activity() {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
     if DORMANT.load(Ordering::Relaxed)
         && DORMANT.swap(false, Ordering::AcqRel)
         && let Some(thread) = TRIMMER.get()
@@ -66,31 +68,35 @@ pub fn activity() {
     }
 }
 
-fn run() {
-    let mut answered_at_trim = metrics::answered();
-    let mut answered_before = answered_at_trim;
+fn run(buffer_bytes: fn() -> usize) {
+    let mut seen_at_trim = requests();
+    let mut seen_before = seen_at_trim;
     loop {
         std::thread::park_timeout(QUIET);
-        if admission::buffer_bytes() >= TRIM_HIGH {
-            while admission::buffer_bytes() > TRIM_LOW {
+        if buffer_bytes() >= TRIM_HIGH {
+            while buffer_bytes() > TRIM_LOW {
                 std::thread::sleep(TRIM_POLL);
             }
             trim();
-            answered_at_trim = metrics::answered();
+            seen_at_trim = requests();
             continue;
         }
-        let answered = metrics::answered();
-        if answered != answered_before {
-            answered_before = answered;
+        let seen = requests();
+        if seen != seen_before {
+            seen_before = seen;
             continue;
         }
-        if answered - answered_at_trim >= TRIM_AFTER_ANSWERS {
+        if seen - seen_at_trim >= TRIM_AFTER_REQUESTS {
             trim();
-            answered_at_trim = answered;
+            seen_at_trim = seen;
         }
         sleep_until_activity();
-        answered_before = metrics::answered();
+        seen_before = requests();
     }
+}
+
+fn requests() -> u64 {
+    REQUESTS.load(Ordering::Relaxed)
 }
 
 fn trim() {
@@ -101,8 +107,7 @@ fn trim() {
 }
 
 /// Parks until `activity` or `burst_began`; an idle server wakes this thread never. A request
-/// read between the last look and this sleep wakes nobody; the next one does, and its
-/// answers are counted then.
+/// read between the last look and this sleep wakes nobody; the next one does.
 fn sleep_until_activity() {
     DORMANT.store(true, Ordering::Release);
     while DORMANT.load(Ordering::Acquire) {
