@@ -79,7 +79,7 @@ fn readme_send_commands_print_the_answers_under_them() {
     let scripts: Vec<&str> = blocks.iter().map(|block| block.script.as_str()).collect();
     let script = scripts
         .join(&format!("echo '{SEPARATOR}'\n"))
-        .replace("./target/release/hooksink", env!("CARGO_BIN_EXE_hooksink"))
+        .replace("cargo run -q --release --", env!("CARGO_BIN_EXE_hooksink"))
         .replace(
             "http://127.0.0.1:3000",
             &format!("http://{}", server.addr()),
