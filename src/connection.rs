@@ -243,6 +243,9 @@ impl<'c> Conn<'c> {
 
     /// Reads a request head; returns it with the deadline for the whole request, which starts
     /// at its first byte.
+    // Out of line: the parser's header array (1 KiB) would otherwise sit in `next_request`'s
+    // frame, under which a webhook's whole path runs, and push it onto a third stack page.
+    #[inline(never)]
     fn read_head(&mut self) -> Result<(Head, Instant), ReadError> {
         let mut deadline = None;
         loop {

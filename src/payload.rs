@@ -196,6 +196,10 @@ pub fn parse(body: &[u8]) -> Result<Webhook<'_>, SyntaxError> {
 /// Reads a body into `T` under the whole-body rules every provider's body shares: UTF-8, no
 /// byte order mark, nesting at most `limits::JSON_DEPTH_MAX` deep, one value and nothing after
 /// it. `T`'s own `Deserialize` checks its keys (`Webhook` here, `stripe_event::StripeEvent`).
+///
+/// Never inlined, so the deserializer's locals (the key list alone is 1.5 KiB) are on the stack
+/// only while it runs, not beside the signature check's in the caller's frame.
+#[inline(never)]
 pub(crate) fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, SyntaxError> {
     let text = std::str::from_utf8(body).map_err(|error| SyntaxError::NotUtf8 {
         valid_up_to: error.valid_up_to(),

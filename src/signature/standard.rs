@@ -413,6 +413,11 @@ fn symmetric_match(keys: &Keys, parts: &[&[u8]], header: &[u8]) -> bool {
 
 /// Public-key checks are the costly ones (each hashes the whole message), so at most
 /// `V1A_SIGNATURES_COUNT_MAX` entries are tried against each public key.
+///
+/// Never inlined: the curve arithmetic needs a 5 KiB frame, which would otherwise be part of
+/// `verify_delivery`'s frame on every request (stack probes touch each page of it), also the
+/// `v1`-only ones, and a touched coroutine stack page stays resident for the connection's life.
+#[inline(never)]
 fn public_match(keys: &Keys, parts: &[&[u8]], delivery: &Delivery<'_>) -> bool {
     if keys.public.is_empty() {
         return false;
