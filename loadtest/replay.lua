@@ -62,7 +62,38 @@ function setup(thread)
 end
 
 -- Thread Lua states from here on.  Globals (not locals) so done() can read them with get().
-local reqs, n, idx = {}, 0, 1
+-- The requests sit in one C buffer per thread, outside LuaJIT's heap: held as Lua strings,
+-- 225,000 of them per thread (bench's default 450,000) filled LuaJIT's string table, and the
+-- closed-loop tail measured the generator (wrk p99 11.5-40.7 ms against 5.6 ms with 300,000
+-- loaded, the same server). request() makes one short-lived string per request.
+ffi.cdef [[
+void *malloc(size_t size);
+void *realloc(void *ptr, size_t size);
+]]
+local n, idx = 0, 1 -- requests loaded, next to send
+local store = { bytes = nil, used = 0, cap = 0, offsets = nil, lengths = nil, slots = 0 }
+local function store_append(text)
+  local len = #text
+  if store.used + len > store.cap then
+    local cap = math.max(store.cap * 2, store.used + len, 1024 * 1024)
+    store.bytes = ffi.cast("char *", assert(ffi.C.realloc(store.bytes, cap), "out of memory"))
+    store.cap = cap
+  end
+  if n > store.slots then
+    local slots = math.max(store.slots * 2, 65536)
+    store.offsets = ffi.cast("int64_t *",
+      assert(ffi.C.realloc(store.offsets, slots * 8), "out of memory"))
+    store.lengths = ffi.cast("int32_t *",
+      assert(ffi.C.realloc(store.lengths, slots * 4), "out of memory"))
+    store.slots = slots
+  end
+  ffi.copy(store.bytes + store.used, text, len)
+  store.offsets[n - 1], store.lengths[n - 1] = store.used, len
+  store.used = store.used + len
+end
+local function stored(i)
+  return ffi.string(store.bytes + store.offsets[i - 1], store.lengths[i - 1])
+end
 local load_s
 local go_at = nil -- when this thread passed the start barrier
 local deadline = math.huge
@@ -93,18 +124,19 @@ local function load(path, nthreads)
           "webhook-timestamp: ", sub(line, a + 1, b - 1), "\r\n",
           "webhook-signature: ", sub(line, b + 1, c - 1), "\r\n" })
       end
-      -- The whole request is built once here; request() only hands it out.
-      reqs[n] = table.concat({
+      -- The whole request is built once here; request() only copies it out.
+      store_append(table.concat({
         "POST ", wrk.path, " HTTP/1.1\r\n",
         "Host: ", host, "\r\n",
         "Content-Type: application/json\r\n",
         signature,
         "Content-Length: ", #body, "\r\n\r\n",
-        body })
+        body }))
     end
     lineno = lineno + 1
   end
   f:close()
+  collectgarbage("collect") -- the lines and pieces above, so the string table shrinks again
   if n == 0 then error(path .. ": no request for thread " .. id) end
   loaded = n
   load_s_taken = now() - t0
@@ -197,7 +229,7 @@ function request()
       return filler
     end
   end
-  local r = reqs[idx]
+  local r = stored(idx)
   idx = idx + 1
   issued = issued + 1
   if t_first == 0 then t_first = now() end
