@@ -66,10 +66,7 @@ end
 -- 225,000 of them per thread (bench's default 450,000) filled LuaJIT's string table, and the
 -- closed-loop tail measured the generator (wrk p99 11.5-40.7 ms against 5.6 ms with 300,000
 -- loaded, the same server). request() makes one short-lived string per request.
-ffi.cdef [[
-void *malloc(size_t size);
-void *realloc(void *ptr, size_t size);
-]]
+ffi.cdef [[ void *realloc(void *ptr, size_t size); ]]
 local n, idx = 0, 1 -- requests loaded, next to send
 local store = { bytes = nil, used = 0, cap = 0, offsets = nil, lengths = nil, slots = 0 }
 local function store_append(text)

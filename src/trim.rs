@@ -38,7 +38,7 @@ const TRIM_AFTER_REQUESTS: u64 = 1000;
 const TRIM_AFTER_CLOSES: u64 = 32;
 
 static TRIMMER: OnceLock<Thread> = OnceLock::new();
-/// Whether the thread sleeps until requests come (set by itself, cleared by `activity`).
+/// Whether the thread sleeps until requests come (set by itself, cleared by `wake`).
 static DORMANT: AtomicBool = AtomicBool::new(false);
 /// Requests seen by `activity` since start.
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
