@@ -7,8 +7,11 @@
   conns.py burst ADDR PID N SENT TOTAL  N connections each send SENT of a TOTAL-byte body, stall
 
 idle: opens N connections, sends `GET /healthz` on each and reads its answer (so every one
-is a served keep-alive connection), waits 1 s, reads hooksink's memory, closes them all and
-waits until hooksink's RSS settles.  Per connection = (RSS with N open - RSS before) / N.
+is a served keep-alive connection), waits PARK_WAIT_S (a connection quiet for a second gives
+up its coroutine: IDLE_PARK_AFTER in src/limits.rs) and until RSS stops falling, reads
+hooksink's memory, closes them all and waits until hooksink's RSS settles.  Per connection =
+(RSS with N open - RSS before) / N: what a quiet keep-alive connection costs for as long as
+it stays open.  `parked` is hooksink_parked_connections at that moment.
 
 idle-webhook: as idle, but each connection sends one signed POST /webhook (the same event,
 signed with the whsec_ SECRET: the first is accepted, the rest are duplicates, all through a
@@ -33,6 +36,7 @@ import time
 
 CONNECT_WINDOW = 256      # connections being set up at once (keeps the accept backlog short)
 PHASE_TIMEOUT_S = 30.0    # bound for opening / sending in one step
+PARK_WAIT_S = 2.5         # IDLE_PARK_AFTER (1 s) + the deadline sweep + the hand-over
 
 
 def memory(pid):
@@ -133,6 +137,19 @@ def settle(pid, seconds):
 HEALTH_CHECK = b"GET /healthz HTTP/1.1\r\nhost: bench\r\n\r\n"
 
 
+def metric(addr, name):
+    """One gauge from hooksink's GET /metrics, on a connection of its own; None if absent."""
+    with socket.create_connection(addr, timeout=5) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    for line in data.decode(errors="replace").splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def signed_webhook(secret):
     """One signed POST /webhook request, as gen.py signs them."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -155,8 +172,10 @@ def idle(addr, pid, counts, request=HEALTH_CHECK):
         before = memory(pid)
         socks, failed = open_connections(addr, n, request, True,
                                          time.monotonic() + PHASE_TIMEOUT_S)
-        time.sleep(1)
+        time.sleep(PARK_WAIT_S)
+        settle(pid, 5)
         during = memory(pid)
+        parked = metric(addr, "hooksink_parked_connections")
         opened = len(socks)
         for s in socks:
             s.close()
@@ -164,6 +183,7 @@ def idle(addr, pid, counts, request=HEALTH_CHECK):
         after = memory(pid)
         results.append({
             "connections": n, "open": opened, "failed": failed, "client_nofile": limit,
+            "parked": parked,
             "rss_before_kib": before["rss_kib"], "rss_open_kib": during["rss_kib"],
             "anon_open_kib": during["anonymous_kib"], "rss_after_close_kib": after["rss_kib"],
             "rss_per_conn_kib": round((during["rss_kib"] - before["rss_kib"]) / opened, 2)

@@ -6,20 +6,27 @@
 //! is freed (with the answer buffer) once the request is answered and no pipelined bytes
 //! remain. Requests are answered in order, so keep-alive and pipelining need no queue.
 //! Every read waits under a deadline that `deadline` enforces (no `may` timer per read): the
-//! request's, counted from its first byte, or the idle one between requests.
+//! request's, counted from its first byte, or the idle one between requests. A connection
+//! that waits `IDLE_PARK_AFTER` for its next request gives up its coroutine and waits in
+//! `parking` (its idle deadline still armed) until bytes or end-of-file bring it back.
 //! **Invariant:** every answer leaves the connection in a known state: the body consumed, or
 //! the connection closed.
 
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use log::debug;
+use log::{debug, warn};
 use may::net::TcpStream;
 
 use crate::answer::{self, Answer, Connection, Malformed, Oversized, Rejection};
-use crate::deadline::{Expired, Watched};
+use crate::deadline::{Expired, Waited, Watched};
 use crate::http::{self, BodyFraming, Head, Method};
-use crate::limits::{BUFFERED_BYTES_MAX, CONNECTION_BUFFER_IDLE, HEAD_SIZE_MAX, WRITE_TIMEOUT};
+use crate::limits::{
+    BUFFERED_BYTES_MAX, CONNECTION_BUFFER_IDLE, HEAD_SIZE_MAX, IDLE_PARK_AFTER, WRITE_TIMEOUT,
+};
+use crate::parking::Parking;
 use crate::service::{self, Context, Request, Session};
 use crate::{admission, metrics};
 
@@ -34,21 +41,74 @@ const _: () = assert!(FIRST_READ_SIZE <= CONNECTION_BUFFER_IDLE);
 /// Room an answer buffer is allocated with: every answer but `/metrics` fits.
 const ANSWER_SIZE: usize = 512;
 
-struct Conn<'c> {
+/// A connection between requests: what `parking` holds while it is quiet.
+pub struct Idle {
     stream: Watched<'static, TcpStream>,
-    /// Allocated (and zeroed) bytes; `filled` of them hold unread request data. Empty (not
-    /// allocated) while the connection waits for a request.
-    buffer: Vec<u8>,
-    /// Bytes of `buffer` counted in `admission::buffer_bytes`.
-    counted: usize,
-    filled: usize,
-    out: Vec<u8>,
-    session: Session<'c>,
-    /// Bytes of `buffer` beyond `CONNECTION_BUFFER_IDLE`, taken from the process-wide budget.
-    reserved: usize,
+    slot: admission::Slot,
     /// Whether a request was answered; until then an idle wait is bounded by
     /// the request timeout, so silent connections cannot hold slots for the idle timeout.
     served: bool,
+}
+
+impl Idle {
+    /// A connection just accepted under its admission `slot`.
+    pub fn new(stream: Watched<'static, TcpStream>, slot: admission::Slot) -> Idle {
+        // Socket options are best effort: a failure leaves the defaults, which still work.
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        Idle {
+            stream,
+            slot,
+            served: false,
+        }
+    }
+}
+
+impl AsRawFd for Idle {
+    fn as_raw_fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+}
+
+struct Conn<'c> {
+    stream: Watched<'static, TcpStream>,
+    slot: admission::Slot,
+    /// Allocated (and zeroed) bytes; `filled` of them hold unread request data. Empty (not
+    /// allocated) while the connection waits for a request.
+    buffer: Vec<u8>,
+    counted: Counted,
+    filled: usize,
+    out: Vec<u8>,
+    session: Session<'c>,
+    served: bool,
+    /// Whether a wait for the next request ends after `IDLE_PARK_AFTER`, to park.
+    may_park: bool,
+}
+
+/// The connection's bytes as `admission` counts them, given back when it is dropped.
+#[derive(Default)]
+struct Counted {
+    /// Bytes of `buffer` counted in `admission::buffer_bytes`.
+    buffer: usize,
+    /// Bytes of `buffer` beyond `CONNECTION_BUFFER_IDLE`, taken from the process-wide budget.
+    reserved: usize,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        admission::release_bytes(self.reserved);
+        admission::buffer_freed(self.buffer);
+    }
+}
+
+/// How the wait for a request ended.
+enum Awaited {
+    /// Its first bytes are in the buffer.
+    Request,
+    /// Nothing came for `IDLE_PARK_AFTER`; the connection waits under `deadline` still.
+    Quiet { deadline: Instant },
+    /// Peer closed, idle timeout or a socket error: close.
+    Gone,
 }
 
 /// A body read into the buffer: where its bytes are, and where the request ended on the wire
@@ -66,49 +126,123 @@ enum ReadError {
     Reject(Rejection),
 }
 
-/// Serves requests on `stream` until the connection closes.
-pub fn serve(stream: Watched<'static, TcpStream>, context: &Context) {
-    // Socket options are best effort: a failure leaves the defaults, which still work.
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let mut conn = Conn {
-        stream,
-        buffer: Vec::new(),
-        counted: 0,
-        filled: 0,
-        out: Vec::new(),
-        session: Session::new(context),
-        served: false,
-        reserved: 0,
-    };
-    while conn.await_request() && matches!(conn.next_request(), Connection::KeepAlive) {
-        conn.served = true;
+/// Whether parking has failed once (logged once: every later failure is the same limit).
+static PARKING_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Serves requests on the connection until it closes; a quiet one waits in `parking`, which
+/// calls this again when it has bytes or has ended.
+pub fn serve(idle: Idle, context: &'static Context, parking: &'static Parking<Idle>) {
+    let mut idle = idle;
+    let mut may_park = true;
+    loop {
+        let mut conn = Conn::new(idle, context, may_park);
+        let Some(deadline) = conn.serve() else {
+            return;
+        };
+        idle = conn.into_idle();
+        // The idle deadline holds while it is parked: the sweeper shuts the read side, and the
+        // end-of-file brings the connection back to be closed.
+        if idle.stream.arm(deadline).is_err() {
+            return;
+        }
+        let key = idle.stream.key();
+        match parking.park(key, idle) {
+            Ok(()) => return,
+            Err((back, error)) => {
+                if !PARKING_FAILED.swap(true, Ordering::Relaxed) {
+                    warn!("cannot park idle connections, they keep their coroutines: {error}");
+                }
+                idle = back;
+                may_park = false;
+            }
+        }
     }
 }
 
 impl<'c> Conn<'c> {
+    fn new(idle: Idle, context: &'c Context, may_park: bool) -> Conn<'c> {
+        Conn {
+            stream: idle.stream,
+            slot: idle.slot,
+            buffer: Vec::new(),
+            counted: Counted::default(),
+            filled: 0,
+            out: Vec::new(),
+            session: Session::new(context),
+            served: idle.served,
+            may_park,
+        }
+    }
+
+    /// Serves requests until the connection closes (`None`) or waits `IDLE_PARK_AFTER` for
+    /// the next one: then the idle deadline it waits under.
+    fn serve(&mut self) -> Option<Instant> {
+        loop {
+            match self.await_request() {
+                Awaited::Request => {}
+                Awaited::Quiet { deadline } => return Some(deadline),
+                Awaited::Gone => return None,
+            }
+            if matches!(self.next_request(), Connection::Close) {
+                return None;
+            }
+            self.served = true;
+        }
+    }
+
+    /// The connection without its coroutine's state; it holds no buffer between requests.
+    fn into_idle(self) -> Idle {
+        debug_assert!(
+            self.filled == 0 && self.buffer.is_empty(),
+            "a connection with bytes pending went idle"
+        );
+        let Conn {
+            stream,
+            slot,
+            served,
+            ..
+        } = self;
+        Idle {
+            stream,
+            slot,
+            served,
+        }
+    }
+
     /// The settings this connection works under.
     fn context(&self) -> &'c Context {
         self.session.context()
     }
 
-    /// Waits until a request's first bytes are here (at once when pipelined bytes are); false
-    /// when the connection ends first. Kept apart from `next_request`, whose frame holds a
-    /// request head and its answer, so that an idle connection parks on a shallow stack: it
-    /// touches one page at the top of its coroutine stack, not two (4.4 KiB deep before,
-    /// measured from `/proc/PID/mem`).
-    fn await_request(&mut self) -> bool {
+    /// Waits until a request's first bytes are here (at once when pipelined bytes are), the
+    /// connection ends, or `IDLE_PARK_AFTER` passes. Kept apart from `next_request`, whose
+    /// frame holds a request head and its answer, so that an idle connection waits on a
+    /// shallow stack: it touches one page at the top of its coroutine stack, not two (4.4 KiB
+    /// deep before, measured from `/proc/PID/mem`).
+    fn await_request(&mut self) -> Awaited {
         if self.filled > 0 {
-            return true;
+            return Awaited::Request;
         }
-        match self.fill(None, HEAD_READ_SPACE) {
-            Ok(()) => true,
-            Err(ReadError::Gone) => false,
-            Err(ReadError::Reject(rejection)) => {
-                let _in_flight = metrics::request_started();
-                self.reject(&rejection, Connection::Close, false);
-                false
+        let context = self.context();
+        let timeout = if self.served {
+            context.idle_timeout
+        } else {
+            context.request_timeout.min(context.idle_timeout)
+        };
+        let now = Instant::now();
+        let deadline = now + timeout;
+        let quiet = self.may_park.then(|| now + IDLE_PARK_AFTER);
+        match self.read_first(deadline, quiet) {
+            Ok(Waited::Ready(Ok(0))) | Err(Expired) => Awaited::Gone,
+            Ok(Waited::Ready(Ok(read))) => {
+                self.filled += read;
+                Awaited::Request
             }
+            Ok(Waited::Ready(Err(error))) => {
+                debug!("connection read ended: {error}");
+                Awaited::Gone
+            }
+            Ok(Waited::Quiet) => Awaited::Quiet { deadline },
         }
     }
 
@@ -247,16 +381,13 @@ impl<'c> Conn<'c> {
     // frame, under which a webhook's whole path runs, and push it onto a third stack page.
     #[inline(never)]
     fn read_head(&mut self) -> Result<(Head, Instant), ReadError> {
-        let mut deadline = None;
+        debug_assert!(self.filled > 0, "a head read before its first bytes");
+        let deadline = Instant::now() + self.context().request_timeout;
         loop {
-            if self.filled > 0 {
-                let deadline = *deadline
-                    .get_or_insert_with(|| Instant::now() + self.context().request_timeout);
-                match http::parse_head(self.data()) {
-                    Ok(Some(head)) => return Ok((head, deadline)),
-                    Ok(None) => {}
-                    Err(rejection) => return Err(ReadError::Reject(rejection)),
-                }
+            match http::parse_head(self.data()) {
+                Ok(Some(head)) => return Ok((head, deadline)),
+                Ok(None) => {}
+                Err(rejection) => return Err(ReadError::Reject(rejection)),
             }
             self.fill(deadline, HEAD_READ_SPACE)?;
         }
@@ -277,7 +408,7 @@ impl<'c> Conn<'c> {
         }
         let end = head.len.saturating_add(length);
         while self.filled < end {
-            self.fill(Some(deadline), end - self.filled)?;
+            self.fill(deadline, end - self.filled)?;
         }
         Ok(BodyRead {
             body: head.len..end,
@@ -300,7 +431,7 @@ impl<'c> Conn<'c> {
                 match httparse::parse_chunk_size(pending) {
                     Ok(httparse::Status::Complete(found)) => break found,
                     Ok(httparse::Status::Partial) if pending.len() < CHUNK_LINE_MAX => {
-                        self.fill(Some(deadline), HEAD_READ_SPACE)?;
+                        self.fill(deadline, HEAD_READ_SPACE)?;
                     }
                     _ => return reject(Rejection::BadRequest(Malformed::ChunkSizeLine)),
                 }
@@ -314,7 +445,7 @@ impl<'c> Conn<'c> {
                 _ => return reject(Rejection::PayloadTooLarge),
             };
             while self.filled < raw + size + 2 {
-                self.fill(Some(deadline), raw + size + 2 - self.filled)?;
+                self.fill(deadline, raw + size + 2 - self.filled)?;
             }
             self.buffer.copy_within(raw..raw + size, decoded);
             decoded += size;
@@ -341,7 +472,7 @@ impl<'c> Conn<'c> {
             match line {
                 Some(0) => break,
                 Some(line) => raw += line + 2,
-                None => self.fill(Some(deadline), HEAD_READ_SPACE)?,
+                None => self.fill(deadline, HEAD_READ_SPACE)?,
             }
         }
         Ok(BodyRead {
@@ -350,37 +481,27 @@ impl<'c> Conn<'c> {
         })
     }
 
-    /// Reads at least one more byte into the buffer, first making room for `want` bytes.
-    /// Without a deadline the connection is idle and waits for its next request.
-    fn fill(&mut self, deadline: Option<Instant>, want: usize) -> Result<(), ReadError> {
-        let wait = match deadline {
-            Some(deadline) => deadline,
-            None if self.served => Instant::now() + self.context().idle_timeout,
-            None => {
-                let context = self.context();
-                Instant::now() + context.request_timeout.min(context.idle_timeout)
-            }
-        };
-        let read = if self.buffer.is_empty() {
-            self.read_first(wait)
-        } else {
-            if self.buffer.len() - self.filled < want {
-                // Grow at most by doubling: memory follows the bytes that actually arrive, not
-                // a Content-Length that a slow or idle client announces.
-                let room = want.min(self.buffer.len().max(HEAD_READ_SPACE));
-                self.grow(self.filled + room)?;
-            }
-            let space = self.buffer.get_mut(self.filled..).unwrap_or_default();
-            self.stream.read_by(wait, |stream| stream.read(space))
-        };
-        match read {
+    /// Reads at least one more byte of a request into its buffer by `deadline`, first making
+    /// room for `want` bytes.
+    fn fill(&mut self, deadline: Instant, want: usize) -> Result<(), ReadError> {
+        debug_assert!(
+            !self.buffer.is_empty(),
+            "a request's bytes read without a buffer"
+        );
+        if self.buffer.len() - self.filled < want {
+            // Grow at most by doubling: memory follows the bytes that actually arrive, not
+            // a Content-Length that a slow or idle client announces.
+            let room = want.min(self.buffer.len().max(HEAD_READ_SPACE));
+            self.grow(self.filled + room)?;
+        }
+        let space = self.buffer.get_mut(self.filled..).unwrap_or_default();
+        match self.stream.read_by(deadline, |stream| stream.read(space)) {
             Ok(Ok(0)) => Err(ReadError::Gone),
             Ok(Ok(read)) => {
                 self.filled += read;
                 Ok(())
             }
-            Err(Expired) if deadline.is_some() => Err(ReadError::Reject(Rejection::RequestTimeout)),
-            Err(Expired) => Err(ReadError::Gone),
+            Err(Expired) => Err(ReadError::Reject(Rejection::RequestTimeout)),
             Ok(Err(error)) => {
                 debug!("connection read ended: {error}");
                 Err(ReadError::Gone)
@@ -388,15 +509,29 @@ impl<'c> Conn<'c> {
         }
     }
 
-    /// Reads into an array on the stack while no buffer is allocated (the connection is idle or
-    /// new), and allocates one only once bytes arrived; the caller counts them in `filled`.
-    fn read_first(&mut self, deadline: Instant) -> Result<io::Result<usize>, Expired> {
+    /// Reads a request's first bytes into an array on the stack while no buffer is allocated
+    /// (the connection is idle or new), and allocates one only once bytes arrived; the caller
+    /// counts them in `filled`. With `quiet`, gives up then (`Waited::Quiet`) to park.
+    fn read_first(
+        &mut self,
+        deadline: Instant,
+        quiet: Option<Instant>,
+    ) -> Result<Waited<io::Result<usize>>, Expired> {
         debug_assert_eq!(self.filled, 0, "bytes are pending without a buffer");
         let mut first = [0; FIRST_READ_SIZE];
-        let read = self
-            .stream
-            .read_by(deadline, |stream| stream.read(&mut first))?;
-        if let Ok(read) = read
+        let read = match quiet {
+            Some(quiet) => self.stream.wait_by(deadline, quiet, |stream| {
+                match receive_now(stream, &mut first) {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
+                    read => Some(read),
+                }
+            })?,
+            None => Waited::Ready(
+                self.stream
+                    .read_by(deadline, |stream| stream.read(&mut first))?,
+            ),
+        };
+        if let Waited::Ready(Ok(read)) = read
             && let Some(bytes) = first.get(..read).filter(|bytes| !bytes.is_empty())
         {
             let mut buffer = vec![0; CONNECTION_BUFFER_IDLE];
@@ -412,12 +547,13 @@ impl<'c> Conn<'c> {
     /// Brings `admission::buffer_bytes` in line with what `buffer` holds now.
     fn count_buffer(&mut self) {
         let now = self.buffer.capacity();
-        if now > self.counted {
-            admission::buffer_allocated(now - self.counted);
+        let counted = &mut self.counted.buffer;
+        if now > *counted {
+            admission::buffer_allocated(now - *counted);
         } else {
-            admission::buffer_freed(self.counted - now);
+            admission::buffer_freed(*counted - now);
         }
-        self.counted = now;
+        *counted = now;
     }
 
     /// Grows the buffer to `len` bytes within the process-wide `BUFFERED_BYTES_MAX`.
@@ -426,7 +562,7 @@ impl<'c> Conn<'c> {
         if extra > 0 && !admission::reserve_bytes(extra, BUFFERED_BYTES_MAX) {
             return Err(ReadError::Reject(Rejection::Unavailable));
         }
-        self.reserved += extra;
+        self.counted.reserved += extra;
         self.buffer.resize(len, 0);
         self.count_buffer();
         Ok(())
@@ -449,15 +585,32 @@ impl<'c> Conn<'c> {
         } else {
             return;
         }
-        admission::release_bytes(std::mem::take(&mut self.reserved));
+        admission::release_bytes(std::mem::take(&mut self.counted.reserved));
         self.count_buffer();
     }
 }
 
-impl Drop for Conn<'_> {
-    fn drop(&mut self) {
-        admission::release_bytes(self.reserved);
-        admission::buffer_freed(self.counted);
+/// What has arrived on `stream` without waiting for more; `WouldBlock` when nothing has.
+fn receive_now(stream: &TcpStream, into: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `into` is writable for its whole length during the call.
+        let received = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                into.as_mut_ptr().cast(),
+                into.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        match usize::try_from(received) {
+            Ok(received) => return Ok(received),
+            Err(_) => {
+                let error = io::Error::last_os_error();
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
     }
 }
 

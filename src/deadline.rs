@@ -12,14 +12,20 @@
 //! mark (`Expired`). With nothing armed the thread parks without a timeout: an idle server gets
 //! no wake-ups.
 //!
-//! **Slot protocol.** A slot's word holds a state in its low two bits and a deadline (ms on the
-//! table's monotonic clock, 0 = none) above them:
+//! A deadline can also be a wake-up (`Watched::wait_by`): then the sweeper only wakes the
+//! coroutine waiting on the socket (through the `may` waker the slot holds), and the slot goes
+//! back to `TAKEN`, disarmed; the socket stays as it was. An idle connection uses it to learn
+//! that it has been quiet long enough to give up its coroutine (`parking`).
+//!
+//! **Slot protocol.** A slot's word holds a state in its low two bits, the wake-up flag in the
+//! third, and a deadline (ms on the table's monotonic clock, 0 = none) above them:
 //! - `FREE` → `TAKEN` (deadline 0): `watch`, which then stores the fd;
 //! - `TAKEN` → `TAKEN` with another deadline: the connection arms or disarms (a CAS: it fails
 //!   only when the sweeper fired);
 //! - `TAKEN` → `FIRING`: the sweeper, by a CAS from the exact word it found expired (so a
-//!   re-armed deadline is never fired), then `shutdown`, then → `FIRED`; `FIRING` belongs to
-//!   the sweeper alone, so nobody else writes the word meanwhile;
+//!   re-armed deadline is never fired), then `shutdown`, then → `FIRED`; for a wake-up, the
+//!   wake, then → `TAKEN` without a deadline. `FIRING` belongs to the sweeper alone, so nobody
+//!   else writes the word meanwhile (arming waits while a wake-up fires);
 //! - `TAKEN` or `FIRED` → `FREE`: the connection's release, which waits while the slot is
 //!   `FIRING`. It runs before the socket is closed (`Watched` owns the socket and drops it
 //!   after the release), so the sweeper never shuts down a descriptor that was closed and
@@ -33,18 +39,23 @@ use std::io;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+use may::io::{WaitIo, WaitIoWaker};
+
 use crate::limits::DEADLINE_SLACK;
 
-const STATE_BITS: u32 = 2;
-const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
+/// The low bits of a slot's word: its state, then the wake-up flag.
+const STATE_BITS: u32 = 3;
+const STATE_MASK: u64 = 0b11;
 const FREE: u64 = 0;
 const TAKEN: u64 = 1;
 const FIRING: u64 = 2;
 const FIRED: u64 = 3;
+/// The armed deadline only wakes the waiting coroutine; the socket is left as it is.
+const WAKE: u64 = 0b100;
 /// The free stack's head: the top slot's index + 1 (0 = empty) in the low half, a tag that
 /// changes with every push and pop in the high half.
 const INDEX_MASK: u64 = u32::MAX as u64;
@@ -86,6 +97,18 @@ struct Slot {
     fd: AtomicI32,
     /// Next free slot's index + 1 (0 = none) while this one is on the free stack.
     next: AtomicU32,
+    /// Wakes the coroutine waiting on the socket (a leaked `Box`, owned by the slot while it
+    /// is taken; null for a socket without one). The sweeper uses it only while `FIRING`.
+    waker: AtomicPtr<WaitIoWaker>,
+}
+
+/// What `Watched::wait_by` saw first.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Waited<T> {
+    /// The socket had something for the caller.
+    Ready(T),
+    /// The wake-up time came and the socket had nothing.
+    Quiet,
 }
 
 impl Deadlines {
@@ -122,9 +145,14 @@ impl Deadlines {
         Ok(deadlines)
     }
 
-    /// Takes a slot for `socket`; `None` (the socket is dropped) when every slot is taken,
-    /// which the connection cap rules out.
-    pub fn watch<S: AsRawFd>(&self, socket: S) -> Option<Watched<'_, S>> {
+    /// Takes a slot for `socket`, whose coroutine `waker` wakes (it is what `Watched::wait_by`
+    /// needs; without one, wake-ups are not possible and `wait_by` must not be used); `None`
+    /// (the socket is dropped) when every slot is taken, which the connection cap rules out.
+    pub fn watch<S: AsRawFd>(
+        &self,
+        socket: S,
+        waker: Option<WaitIoWaker>,
+    ) -> Option<Watched<'_, S>> {
         let Some(index) = self.pop_free().or_else(|| self.take_unused()) else {
             debug_assert!(false, "more connections than slots");
             return None;
@@ -136,7 +164,10 @@ impl Deadlines {
             "a taken slot was free"
         );
         slot.fd.store(socket.as_raw_fd(), Ordering::Relaxed);
-        // Publishes the fd with the slot: the sweeper reads it only after a CAS on the word.
+        let waker = waker.map_or(std::ptr::null_mut(), |waker| Box::into_raw(Box::new(waker)));
+        slot.waker.store(waker, Ordering::Relaxed);
+        // Publishes the fd and waker with the slot: the sweeper reads them only after a CAS on
+        // the word.
         slot.word.store(TAKEN, Ordering::Release);
         Some(Watched {
             deadlines: self,
@@ -166,20 +197,30 @@ impl Deadlines {
         &self.slots[index as usize]
     }
 
-    /// Sets the slot's deadline (0 = none); `Expired` once the sweeper fired it.
-    fn set(&self, index: u32, millis: u64) -> Result<(), Expired> {
+    /// Sets the slot's deadline (0 = none); `Expired` once the sweeper fired it. With `wake`,
+    /// the deadline is a wake-up (see the module doc).
+    fn set(&self, index: u32, millis: u64, wake: bool) -> Result<(), Expired> {
         let slot = self.slot(index);
         let mut word = slot.word.load(Ordering::Acquire);
+        let mut spins = 0;
         loop {
             match word & STATE_MASK {
                 TAKEN => {}
+                FIRING if word & WAKE != 0 => {
+                    // The sweeper is waking this coroutine (one `wakeup` call); the slot is
+                    // `TAKEN` again right after.
+                    wait_for_sweeper(&mut spins);
+                    word = slot.word.load(Ordering::Acquire);
+                    continue;
+                }
                 FIRING | FIRED => return Err(Expired),
                 _ => {
                     debug_assert!(false, "a deadline set on a free slot");
                     return Err(Expired);
                 }
             }
-            let armed = millis << STATE_BITS | TAKEN;
+            let flag = if wake && millis != 0 { WAKE } else { 0 };
+            let armed = millis << STATE_BITS | flag | TAKEN;
             // SeqCst with the load of `wake_at` below, against the sweeper's store of
             // `u64::MAX` and its scan: one of the two sees the other's write.
             match slot
@@ -209,14 +250,7 @@ impl Deadlines {
         loop {
             match word & STATE_MASK {
                 FIRING => {
-                    // One `shutdown` call on the sweeper thread: microseconds, unless it was
-                    // preempted.
-                    spins += 1;
-                    if spins < FIRING_SPINS {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
+                    wait_for_sweeper(&mut spins);
                     word = slot.word.load(Ordering::Acquire);
                     continue;
                 }
@@ -233,6 +267,12 @@ impl Deadlines {
                 Ok(_) => break,
                 Err(now) => word = now,
             }
+        }
+        let waker = slot.waker.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        if !waker.is_null() {
+            // SAFETY: `watch` leaked this box for the slot, and the slot is free now, so the
+            // sweeper (which reads it only while `FIRING`) is done with it.
+            drop(unsafe { Box::from_raw(waker) });
         }
         self.push_free(index);
     }
@@ -285,8 +325,14 @@ impl Deadlines {
     }
 
     /// Fires every slot whose deadline is at or before `now` (ms): marks it, calls `fire` with
-    /// its fd, marks it fired. Returns the earliest deadline still armed.
-    fn sweep(&self, now: u64, mut fire: impl FnMut(RawFd)) -> Option<u64> {
+    /// its fd, marks it fired; a wake-up calls `wake` with its waker instead and leaves the slot
+    /// taken and disarmed. Returns the earliest deadline still armed.
+    fn sweep(
+        &self,
+        now: u64,
+        mut fire: impl FnMut(RawFd),
+        mut wake: impl FnMut(&WaitIoWaker),
+    ) -> Option<u64> {
         let used = self.used.load(Ordering::Acquire) as usize;
         let mut earliest: Option<u64> = None;
         for slot in self.slots.iter().take(used) {
@@ -299,17 +345,29 @@ impl Deadlines {
                 earliest = Some(earliest.map_or(at, |earliest| earliest.min(at)));
                 continue;
             }
-            let firing = at << STATE_BITS | FIRING;
+            let firing = (word & !STATE_MASK) | FIRING;
             // Fails when the connection re-armed, disarmed or left meanwhile; a new deadline
             // lowers `wake_at` (`u64::MAX` during a sweep) and so wakes the next sweep.
             if slot
                 .word
                 .compare_exchange(word, firing, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
+                .is_err()
             {
+                continue;
+            }
+            if word & WAKE == 0 {
                 fire(slot.fd.load(Ordering::Relaxed));
                 slot.word.store(at << STATE_BITS | FIRED, Ordering::Release);
+                continue;
             }
+            let waker = slot.waker.load(Ordering::Relaxed);
+            // SAFETY: the box lives until `release` frees the slot, which waits while it is
+            // `FIRING`.
+            match unsafe { waker.as_ref() } {
+                Some(waker) => wake(waker),
+                None => debug_assert!(false, "a wake-up armed on a slot without a waker"),
+            }
+            slot.word.store(TAKEN, Ordering::Release);
         }
         earliest
     }
@@ -318,7 +376,8 @@ impl Deadlines {
     fn run(&self) {
         loop {
             self.wake_at.store(u64::MAX, Ordering::SeqCst);
-            let Some(earliest) = self.sweep(self.now_millis(), shutdown_read) else {
+            let Some(earliest) = self.sweep(self.now_millis(), shutdown_read, WaitIoWaker::wakeup)
+            else {
                 // Nothing armed: the next deadline set unparks (`wake_at` is `u64::MAX`).
                 std::thread::park();
                 continue;
@@ -345,11 +404,62 @@ impl<S: AsRawFd> Watched<'_, S> {
             return Err(Expired);
         }
         self.deadlines
-            .set(self.index, self.deadlines.millis(deadline))?;
+            .set(self.index, self.deadlines.millis(deadline), false)?;
         let read = read(&mut self.socket);
         // Disarmed at once: the connection may take long to answer what it read.
-        self.deadlines.set(self.index, 0)?;
+        self.deadlines.set(self.index, 0, false)?;
         Ok(read)
+    }
+
+    /// Arms `deadline` and leaves it armed, for a socket that waits elsewhere (`parking`): when
+    /// it passes, the read side is shut, whoever holds the socket then.
+    pub fn arm(&mut self, deadline: Instant) -> Result<(), Expired> {
+        if deadline <= Instant::now() {
+            return Err(Expired);
+        }
+        self.deadlines
+            .set(self.index, self.deadlines.millis(deadline), false)
+    }
+
+    /// The slot's index: unique among the sockets watched now.
+    pub fn key(&self) -> u32 {
+        self.index
+    }
+}
+
+impl<S: AsRawFd + WaitIo> Watched<'_, S> {
+    /// Calls `ready` (a non-blocking look at the socket) until it returns something, waiting
+    /// for the socket's events in between, under `deadline` (as `read_by`) and until `quiet`:
+    /// once that passes with nothing from `ready`, `Quiet`. Needs the socket's waker (`watch`).
+    pub fn wait_by<T>(
+        &mut self,
+        deadline: Instant,
+        quiet: Instant,
+        mut ready: impl FnMut(&mut S) -> Option<T>,
+    ) -> Result<Waited<T>, Expired> {
+        let (at, wake) = if quiet < deadline {
+            (quiet, true)
+        } else {
+            (deadline, false)
+        };
+        let at = self.deadlines.millis(at);
+        let waited = loop {
+            if deadline <= Instant::now() {
+                return Err(Expired);
+            }
+            // (Re-)armed on every round: a wake-up that fired leaves the slot disarmed.
+            self.deadlines.set(self.index, at, wake)?;
+            if let Some(found) = ready(&mut self.socket) {
+                break Waited::Ready(found);
+            }
+            if quiet <= Instant::now() {
+                break Waited::Quiet;
+            }
+            // Returns at once when an event or a wake-up came since the last wait.
+            self.socket.wait_io();
+        };
+        self.deadlines.set(self.index, 0, false)?;
+        Ok(waited)
     }
 }
 
@@ -371,6 +481,17 @@ impl<S: AsRawFd> Drop for Watched<'_, S> {
     fn drop(&mut self) {
         // Before `socket` is dropped (fields drop after this body): the fd is still ours.
         self.deadlines.release(self.index);
+    }
+}
+
+/// One round of waiting while the sweeper holds a slot `FIRING`: one `shutdown` or `wakeup`
+/// call on its thread, microseconds unless it was preempted.
+fn wait_for_sweeper(spins: &mut u32) {
+    *spins += 1;
+    if *spins < FIRING_SPINS {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
     }
 }
 
@@ -426,26 +547,26 @@ mod tests {
     #[track_caller]
     fn sweep(deadlines: &Deadlines, now: u64) -> (Vec<RawFd>, Option<u64>) {
         let mut fired = Vec::new();
-        let earliest = deadlines.sweep(now, |fd| fired.push(fd));
+        let earliest = deadlines.sweep(now, |fd| fired.push(fd), |_| panic!("woken"));
         (fired, earliest)
     }
 
     #[test]
     fn released_slots_are_reused_before_unused_ones() {
         let deadlines = Deadlines::new(4).unwrap();
-        let first = deadlines.watch(Fake(10)).unwrap();
-        let second = deadlines.watch(Fake(11)).unwrap();
+        let first = deadlines.watch(Fake(10), None).unwrap();
+        let second = deadlines.watch(Fake(11), None).unwrap();
         assert_eq!((first.index, second.index), (0, 1));
         drop(first);
         assert_eq!(state(&deadlines, 0), FREE);
-        let third = deadlines.watch(Fake(12)).unwrap();
+        let third = deadlines.watch(Fake(12), None).unwrap();
         assert_eq!(third.index, 0);
         assert_eq!(deadlines.slot(0).fd.load(Ordering::Relaxed), 12);
         assert_eq!(deadlines.used.load(Ordering::Relaxed), 2);
         drop(second);
         drop(third);
         let again: Vec<_> = (0..4)
-            .map(|fd| deadlines.watch(Fake(fd)).unwrap())
+            .map(|fd| deadlines.watch(Fake(fd), None).unwrap())
             .collect();
         let mut indexes: Vec<_> = again.iter().map(|watched| watched.index).collect();
         indexes.sort_unstable();
@@ -456,11 +577,11 @@ mod tests {
     fn sweep_fires_exactly_the_expired_and_returns_the_earliest_left() {
         let deadlines = Deadlines::new(8).unwrap();
         let watched: Vec<_> = (20..25)
-            .map(|fd| deadlines.watch(Fake(fd)).unwrap())
+            .map(|fd| deadlines.watch(Fake(fd), None).unwrap())
             .collect();
         // fd 20 none, 21 at 5, 22 at 10 (the boundary fires), 23 at 11, 24 at 30.
         for (watched, at) in watched.iter().zip([0, 5, 10, 11, 30]) {
-            deadlines.set(watched.index, at).unwrap();
+            deadlines.set(watched.index, at, false).unwrap();
         }
         assert_eq!(sweep(&deadlines, 4), (vec![], Some(5)));
         assert_eq!(sweep(&deadlines, 10), (vec![21, 22], Some(11)));
@@ -468,20 +589,20 @@ mod tests {
         assert_eq!(state(&deadlines, 0), TAKEN);
         // Fired slots stay fired: not fired again, and arming them reports it.
         assert_eq!(sweep(&deadlines, 20), (vec![23], Some(30)));
-        assert_eq!(deadlines.set(watched[1].index, 100), Err(Expired));
-        assert_eq!(deadlines.set(watched[1].index, 0), Err(Expired));
+        assert_eq!(deadlines.set(watched[1].index, 100, false), Err(Expired));
+        assert_eq!(deadlines.set(watched[1].index, 0, false), Err(Expired));
         assert_eq!(sweep(&deadlines, 30), (vec![24], None));
     }
 
     #[test]
     fn a_rearmed_or_disarmed_deadline_is_not_fired() {
         let deadlines = Deadlines::new(2).unwrap();
-        let moved = deadlines.watch(Fake(30)).unwrap();
-        let cleared = deadlines.watch(Fake(31)).unwrap();
-        deadlines.set(moved.index, 5).unwrap();
-        deadlines.set(cleared.index, 5).unwrap();
-        deadlines.set(moved.index, 50).unwrap();
-        deadlines.set(cleared.index, 0).unwrap();
+        let moved = deadlines.watch(Fake(30), None).unwrap();
+        let cleared = deadlines.watch(Fake(31), None).unwrap();
+        deadlines.set(moved.index, 5, false).unwrap();
+        deadlines.set(cleared.index, 5, false).unwrap();
+        deadlines.set(moved.index, 50, false).unwrap();
+        deadlines.set(cleared.index, 0, false).unwrap();
         assert_eq!(sweep(&deadlines, 10), (vec![], Some(50)));
         assert_eq!(state(&deadlines, moved.index), TAKEN);
     }
@@ -489,20 +610,113 @@ mod tests {
     #[test]
     fn a_released_slot_is_not_fired_and_its_next_owner_starts_unarmed() {
         let deadlines = Deadlines::new(1).unwrap();
-        let gone = deadlines.watch(Fake(40)).unwrap();
-        deadlines.set(gone.index, 5).unwrap();
+        let gone = deadlines.watch(Fake(40), None).unwrap();
+        deadlines.set(gone.index, 5, false).unwrap();
         drop(gone);
         assert_eq!(sweep(&deadlines, 10), (vec![], None));
-        let next = deadlines.watch(Fake(41)).unwrap();
+        let next = deadlines.watch(Fake(41), None).unwrap();
         assert_eq!(sweep(&deadlines, 10), (vec![], None));
-        deadlines.set(next.index, 5).unwrap();
+        deadlines.set(next.index, 5, false).unwrap();
         assert_eq!(sweep(&deadlines, 10), (vec![41], None));
+    }
+
+    #[test]
+    fn a_wake_up_wakes_the_reader_and_leaves_the_socket_alone() {
+        let deadlines = Deadlines::new(1).unwrap();
+        let listener = may::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let watched = deadlines.watch(Fake(70), Some(listener.waker())).unwrap();
+        deadlines.set(watched.index, 5, true).unwrap();
+        let mut woken = 0;
+        let mut fired = Vec::new();
+        let earliest = deadlines.sweep(10, |fd| fired.push(fd), |_| woken += 1);
+        assert_eq!((fired.as_slice(), woken, earliest), (&[][..], 1, None));
+        // Taken and disarmed: not woken twice, and an ordinary deadline still fires.
+        assert_eq!(
+            deadlines.slot(watched.index).word.load(Ordering::Relaxed),
+            TAKEN
+        );
+        assert_eq!(sweep(&deadlines, 20), (vec![], None));
+        deadlines.set(watched.index, 30, false).unwrap();
+        assert_eq!(sweep(&deadlines, 30), (vec![70], None));
+    }
+
+    #[test]
+    fn arming_waits_while_a_wake_up_fires() {
+        let deadlines: &'static Deadlines = Box::leak(Box::new(Deadlines::new(1).unwrap()));
+        let watched = deadlines.watch(Fake(80), None).unwrap();
+        let slot = deadlines.slot(watched.index);
+        slot.word
+            .store(5 << STATE_BITS | WAKE | FIRING, Ordering::SeqCst);
+        let index = watched.index;
+        let arm = std::thread::spawn(move || deadlines.set(index, 50, false));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!arm.is_finished(), "armed while the wake-up was firing");
+        slot.word.store(TAKEN, Ordering::SeqCst);
+        assert_eq!(arm.join().unwrap(), Ok(()));
+        assert_eq!(slot.word.load(Ordering::Relaxed), 50 << STATE_BITS | TAKEN);
+    }
+
+    /// `wait_by` on a real socket in a coroutine: quiet when nothing comes, ready when bytes
+    /// do, expired when the deadline comes before the quiet time.
+    #[test]
+    fn wait_by_ends_quiet_ready_or_expired() {
+        use std::io::Write;
+        let deadlines = Deadlines::start(2).unwrap();
+        let listener = may::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        let waker = stream.waker();
+        let mut watched = deadlines.watch(stream, Some(waker)).unwrap();
+        let peek = |stream: &mut may::net::TcpStream| {
+            let mut byte = [0u8; 1];
+            // SAFETY: `byte` is writable for the call.
+            let seen = unsafe {
+                libc::recv(
+                    stream.as_raw_fd(),
+                    byte.as_mut_ptr().cast(),
+                    1,
+                    libc::MSG_DONTWAIT | libc::MSG_PEEK,
+                )
+            };
+            (seen > 0).then_some(byte[0])
+        };
+        let waited = may::go!(move || {
+            let started = Instant::now();
+            let quiet = watched.wait_by(
+                started + Duration::from_secs(5),
+                started + Duration::from_millis(100),
+                peek,
+            );
+            let took = started.elapsed();
+            client.write_all(b"x").unwrap();
+            let ready = watched.wait_by(
+                Instant::now() + Duration::from_secs(5),
+                Instant::now() + Duration::from_secs(5),
+                peek,
+            );
+            let started = Instant::now();
+            let expired = watched.wait_by(
+                started + Duration::from_millis(50),
+                started + Duration::from_secs(5),
+                |_| None::<u8>,
+            );
+            (quiet, took, ready, expired, client)
+        })
+        .join()
+        .unwrap();
+        let (quiet, took, ready, expired, _client) = waited;
+        assert_eq!(quiet, Ok(Waited::Quiet));
+        assert!(took >= Duration::from_millis(100), "quiet after {took:?}");
+        assert!(took < Duration::from_secs(5), "quiet after {took:?}");
+        assert_eq!(ready, Ok(Waited::Ready(b'x')));
+        assert_eq!(expired, Err(Expired));
     }
 
     #[test]
     fn release_waits_while_the_sweeper_is_firing() {
         let deadlines: &'static Deadlines = Box::leak(Box::new(Deadlines::new(1).unwrap()));
-        let watched = deadlines.watch(Fake(50)).unwrap();
+        let watched = deadlines.watch(Fake(50), None).unwrap();
         let slot = deadlines.slot(watched.index);
         slot.word.store(5 << STATE_BITS | FIRING, Ordering::SeqCst);
         let release = std::thread::spawn(move || drop(watched));
@@ -519,14 +733,14 @@ mod tests {
     #[test]
     fn only_an_earlier_deadline_lowers_the_wake_up() {
         let deadlines = Deadlines::new(2).unwrap();
-        let first = deadlines.watch(Fake(60)).unwrap();
-        let second = deadlines.watch(Fake(61)).unwrap();
-        deadlines.set(first.index, 100).unwrap();
+        let first = deadlines.watch(Fake(60), None).unwrap();
+        let second = deadlines.watch(Fake(61), None).unwrap();
+        deadlines.set(first.index, 100, false).unwrap();
         assert_eq!(deadlines.wake_at.load(Ordering::Relaxed), 100);
-        deadlines.set(second.index, 200).unwrap();
-        deadlines.set(first.index, 0).unwrap();
+        deadlines.set(second.index, 200, false).unwrap();
+        deadlines.set(first.index, 0, false).unwrap();
         assert_eq!(deadlines.wake_at.load(Ordering::Relaxed), 100);
-        deadlines.set(second.index, 40).unwrap();
+        deadlines.set(second.index, 40, false).unwrap();
         assert_eq!(deadlines.wake_at.load(Ordering::Relaxed), 40);
     }
 
@@ -552,7 +766,7 @@ mod tests {
         let deadlines = Deadlines::start(2).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let mut watched = deadlines.watch(listener.accept().unwrap().0).unwrap();
+        let mut watched = deadlines.watch(listener.accept().unwrap().0, None).unwrap();
         let started = Instant::now();
         let timeout = Duration::from_millis(100);
         let read = watched.read_by(started + timeout, |socket| socket.read(&mut [0; 8]));
@@ -566,7 +780,7 @@ mod tests {
         drop(watched);
         // A fresh connection reads what arrives in time, and never waits on a passed deadline.
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let mut watched = deadlines.watch(listener.accept().unwrap().0).unwrap();
+        let mut watched = deadlines.watch(listener.accept().unwrap().0, None).unwrap();
         assert_eq!(watched.read_by(Instant::now(), |_| ()), Err(Expired));
         client.write_all(b"on time").unwrap();
         let mut bytes = [0; 8];

@@ -34,6 +34,7 @@ pub mod localdb;
 pub mod logging;
 pub mod metrics;
 pub mod oneshot;
+pub mod parking;
 pub mod payload;
 pub mod secret;
 pub mod server;

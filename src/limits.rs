@@ -62,6 +62,12 @@ pub const REQUEST_READ_TIMEOUT_MAX: Duration = Duration::from_secs(300);
 pub const KEEP_ALIVE_IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 /// Upper bound an operator may set with `IDLE_TIMEOUT_SECS` (one hour).
 pub const KEEP_ALIVE_IDLE_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+/// A connection that waits this long for its next request gives up its coroutine (its stack
+/// pages and reply channel) and waits in `parking` until bytes arrive: a provider's pooled
+/// keep-alive connections cost a few hundred bytes each between events, while a busy one,
+/// whose next request comes sooner, never pays the hand-over (two `epoll_ctl` calls and a
+/// coroutine start).
+pub const IDLE_PARK_AFTER: Duration = Duration::from_secs(1);
 /// A read deadline fires at most this much late: the thread enforcing them sleeps this much
 /// past the earliest one, so deadlines that expire together are closed in one sweep.
 pub const DEADLINE_SLACK: Duration = Duration::from_millis(10);

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::admission;
 use crate::answer::Outcome;
+use crate::{admission, parking};
 
 /// Upper bounds of the commit latency histogram, in seconds.
 const COMMIT_SECONDS_BUCKETS: [f64; 13] = [
@@ -179,6 +179,12 @@ fn render_into(out: &mut String, queued: usize) -> std::fmt::Result {
     )?;
     gauge(
         out,
+        "hooksink_parked_connections",
+        "Open connections quiet long enough to wait without a coroutine.",
+        parking::parked(),
+    )?;
+    gauge(
+        out,
         "hooksink_buffered_bytes",
         "Request bytes held against the request-byte budget.",
         admission::buffered_bytes(),
@@ -239,6 +245,7 @@ mod tests {
             "hooksink_in_flight_requests",
             "hooksink_queued_events 7",
             "hooksink_buffered_bytes ",
+            "hooksink_parked_connections ",
             "hooksink_connection_buffer_bytes",
             "hooksink_database_up",
         ] {

@@ -1,15 +1,19 @@
 //! The accept loop: one coroutine per connection on `may` (see `connection`), under the
 //! connection cap (sized under `RLIMIT_NOFILE`), each with its slot in the read deadlines'
-//! table (sized from the same cap), with a back-off on accept errors.
+//! table (sized from the same cap), with a back-off on accept errors; quiet connections wait
+//! in the `parking`.
 
 use std::time::{Duration, Instant};
 
 use log::warn;
+use may::io::WaitIo;
 use may::net::TcpListener;
 
+use crate::admission;
+use crate::connection::{self, Idle};
 use crate::deadline::Deadlines;
+use crate::parking::Parking;
 use crate::service::Context;
-use crate::{admission, connection};
 
 /// Stops accepting; `main` calls it on SIGTERM/SIGINT.
 pub use crate::admission::begin_shutdown;
@@ -19,15 +23,16 @@ const FDS_RESERVED: usize = 64;
 /// Pause of the accept loop after an accept error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Starts the read deadlines' thread for `connections_max` connections, then the accept loop
-/// on a coroutine; it accepts until `admission::begin_shutdown`.
+/// Starts the read deadlines' thread for `connections_max` connections and the parking, then
+/// the accept loop on a coroutine; it accepts until `admission::begin_shutdown`.
 pub fn start(
     listener: TcpListener,
     context: &'static Context,
     connections_max: usize,
 ) -> std::io::Result<()> {
     let deadlines = Deadlines::start(connections_max)?;
-    may::go!(move || accept_loop(listener, context, connections_max, deadlines));
+    let parking = Parking::start(move |parking, idle| connection::serve(idle, context, parking))?;
+    may::go!(move || accept_loop(listener, context, connections_max, deadlines, parking));
     Ok(())
 }
 
@@ -36,6 +41,7 @@ fn accept_loop(
     context: &'static Context,
     connections_max: usize,
     deadlines: &'static Deadlines,
+    parking: &'static Parking<Idle>,
 ) {
     let mut last_warning: Option<Instant> = None;
     loop {
@@ -50,13 +56,12 @@ fn accept_loop(
                     continue;
                 };
                 // Below the cap a deadline slot is free: both tables have `connections_max`.
-                let Some(stream) = deadlines.watch(stream) else {
+                let waker = stream.waker();
+                let Some(stream) = deadlines.watch(stream, Some(waker)) else {
                     continue;
                 };
-                may::go!(move || {
-                    let _slot = slot;
-                    connection::serve(stream, context);
-                });
+                let idle = Idle::new(stream, slot);
+                may::go!(move || connection::serve(idle, context, parking));
             }
             Err(error) => {
                 // EMFILE and friends: back off instead of spinning, and warn at most every 10 s.

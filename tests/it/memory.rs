@@ -1,9 +1,11 @@
 //! Connection memory against the real binary: an idle keep-alive connection holds no buffer,
-//! and the buffers of a burst of large slow bodies are all given back once it closes.
+//! a quiet one parks without a coroutine and serves again when it speaks, and the buffers of a
+//! burst of large slow bodies are all given back once it closes.
 
 use std::time::Duration;
 
-use hooksink::limits::CONNECTION_BUFFER_IDLE;
+use hooksink::limits::{CONNECTION_BUFFER_IDLE, IDLE_PARK_AFTER};
+use serde_json::json;
 
 use crate::attack::{assert_served, start};
 use crate::support::{
@@ -57,6 +59,80 @@ fn idle_keep_alive_connections_hold_no_buffer() {
         client.send(&request("GET", "/healthz", &[], b"")).unwrap();
         assert_eq!(client.response().expect("no answer").status, 200);
     }
+}
+
+/// Quiet keep-alive connections park (`hooksink_parked_connections`), answer their next
+/// request like any other (a stored event, a duplicate, a health check), park again, and leave
+/// the table when their clients close.
+#[test]
+fn quiet_keep_alive_connections_park_and_serve_again() {
+    const QUIET: usize = 12;
+    let server = start(&[]);
+    let parked = |count: usize| {
+        wait_until(IDLE_PARK_AFTER + FREE_WAIT, || {
+            metric(&server, "hooksink_parked_connections") == count as f64
+        })
+    };
+    let mut ids = Vec::new();
+    let mut clients: Vec<Client> = (0..QUIET)
+        .map(|index| {
+            let mut client = Client::connect(server.addr());
+            // A third are new and silent, a third served a health check, a third an event.
+            match index % 3 {
+                0 => {}
+                1 => {
+                    client.send(&request("GET", "/healthz", &[], b"")).unwrap();
+                    assert_eq!(client.response().expect("no answer").status, 200);
+                }
+                _ => {
+                    let id = unique_id("parked");
+                    client.send(&signed_request(&id, now(), EXAMPLE)).unwrap();
+                    let answer = client.response().expect("no answer");
+                    assert_eq!(answer.json(), json!({"status": "accepted", "id": id}));
+                    ids.push(id);
+                }
+            }
+            client
+        })
+        .collect();
+    assert!(
+        parked(QUIET),
+        "parked: {}",
+        metric(&server, "hooksink_parked_connections")
+    );
+    // Each event connection sends its own event again; the others send a new one.
+    let mut repeated = ids.iter();
+    for (index, client) in clients.iter_mut().enumerate() {
+        let again = if index % 3 == 2 {
+            repeated.next()
+        } else {
+            None
+        };
+        let (bytes, expected) = match again {
+            Some(id) => (
+                signed_request(id, now(), EXAMPLE),
+                json!({"status": "duplicate", "id": id}),
+            ),
+            None => {
+                let id = unique_id("resumed");
+                let expected = json!({"status": "accepted", "id": id});
+                (signed_request(&id, now(), EXAMPLE), expected)
+            }
+        };
+        client.send(&bytes).unwrap();
+        let answer = client.response().expect("no answer after parking");
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.header("connection"), Some("keep-alive"));
+        assert_eq!(answer.json(), expected);
+    }
+    assert!(parked(QUIET), "not parked again");
+    drop(clients);
+    assert!(parked(0), "closed connections stay parked");
+    assert!(wait_until(FREE_WAIT, || metric(
+        &server,
+        "hooksink_open_connections"
+    ) == 1.0));
+    assert_served(&server);
 }
 
 #[test]
