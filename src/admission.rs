@@ -28,7 +28,7 @@ pub fn connection_slot(max: usize) -> Option<Slot> {
 impl Drop for Slot {
     fn drop(&mut self) {
         CONNECTIONS.fetch_sub(1, Ordering::AcqRel);
-        trim::connection_closed();
+        trim::connection_released();
     }
 }
 

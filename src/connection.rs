@@ -28,7 +28,7 @@ use crate::limits::{
 };
 use crate::parking::Parking;
 use crate::service::{self, Context, Request, Session};
-use crate::{admission, metrics};
+use crate::{admission, metrics, trim};
 
 /// Longest chunk-size line (size, extensions, CRLF) accepted in a chunked body.
 const CHUNK_LINE_MAX: usize = 1024;
@@ -147,7 +147,10 @@ pub fn serve(idle: Idle, context: &'static Context, parking: &'static Parking<Id
         }
         let key = idle.stream.key();
         match parking.park(key, idle) {
-            Ok(()) => return,
+            Ok(()) => {
+                trim::connection_released();
+                return;
+            }
             Err((back, error)) => {
                 if !PARKING_FAILED.swap(true, Ordering::Relaxed) {
                     warn!("cannot park idle connections, they keep their coroutines: {error}");

@@ -5,8 +5,9 @@
 //! channel, so 10,000 provider connections waiting for their next event held 85–190 MB. A
 //! connection quiet for `IDLE_PARK_AFTER` (`connection`) is parked here instead: the coroutine
 //! ends and the socket waits in an epoll set of ours, with a few dozen bytes of state in a
-//! table. Its first byte, or end-of-file (the peer left, or the read deadlines' sweeper shut an
-//! expired one), brings it back on a fresh coroutine through `resume`.
+//! table. Its first byte brings it back on a fresh coroutine through `resume`; end-of-file with
+//! nothing left to read (the peer left, or the read deadlines' sweeper shut an expired one)
+//! drops it here, without a coroutine.
 //!
 //! One coroutine waits for the epoll descriptor to become readable through `may`'s own selector
 //! (an epoll descriptor is pollable), so no thread is added and an idle server gets no
@@ -129,7 +130,14 @@ impl<T: AsRawFd + Send + 'static> Parking<T> {
             for event in events.iter().take(ready) {
                 // The key was a u32 (`park`); a copy, since the struct is packed.
                 let key = event.u64 as u32;
-                if let Some(item) = self.unpark(key) {
+                let Some(item) = self.unpark(key) else {
+                    continue;
+                };
+                // Nothing to read and the peer gone (or its read side shut at its deadline):
+                // dropped here, without a coroutine started only to close it.
+                if ended(item.as_raw_fd()) {
+                    drop(item);
+                } else {
                     may::go!(move || (self.resume)(self, item));
                 }
             }
@@ -156,6 +164,22 @@ impl<T: AsRawFd + Send + 'static> Parking<T> {
     }
 }
 
+/// Whether the socket's next read would return end-of-file: nothing left to read and no more
+/// coming.
+fn ended(fd: RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: one writable byte; MSG_PEEK leaves what is there for the connection to read.
+    let peeked = unsafe {
+        libc::recv(
+            fd,
+            (&raw mut byte).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    peeked == 0
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
@@ -165,10 +189,10 @@ mod tests {
 
     use super::*;
 
-    /// A parked socket comes back once its peer writes, and once its peer leaves; until then
-    /// it stays parked.
+    /// A parked socket comes back once its peer writes; one whose peer leaves is dropped
+    /// (closed) without coming back; until then each stays parked.
     #[test]
-    fn a_parked_socket_resumes_on_its_first_byte_or_its_end() {
+    fn a_parked_socket_resumes_on_its_first_byte_and_is_closed_at_its_end() {
         let (resumed, back) = mpsc::channel::<TcpStream>();
         let resumed = Mutex::new(resumed);
         let parking = Parking::start(move |_, stream| {
@@ -178,7 +202,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let mut writer = std::net::TcpStream::connect(addr).unwrap();
-        let mut leaver = std::net::TcpStream::connect(addr).unwrap();
+        let leaver = std::net::TcpStream::connect(addr).unwrap();
         let (first, _) = listener.accept().unwrap();
         let (second, _) = listener.accept().unwrap();
         parking.park(1, first).unwrap();
@@ -194,11 +218,45 @@ mod tests {
         assert_eq!(&byte, b"x");
         assert_eq!(parking.lock().len(), 1);
 
-        leaver.flush().unwrap();
         drop(leaver);
+        assert!(
+            wait(|| parking.lock().is_empty()),
+            "the leaver stays parked"
+        );
+        let nothing = back.recv_timeout(Duration::from_millis(200));
+        assert!(nothing.is_err(), "resumed only to be closed");
+        drop(stream);
+    }
+
+    fn wait(mut condition: impl FnMut() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !condition() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    /// A socket whose peer sent a request and then left is resumed: the request is read first.
+    #[test]
+    fn bytes_before_the_end_still_resume() {
+        let (resumed, back) = mpsc::channel::<TcpStream>();
+        let parking = Parking::start(move |_, stream| {
+            let _ = resumed.send(stream);
+        })
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        parking.park(3, stream).unwrap();
+        client.write_all(b"last").unwrap();
+        drop(client);
         let mut stream = back.recv_timeout(Duration::from_secs(5)).unwrap();
-        assert_eq!(stream.read(&mut byte).unwrap(), 0);
-        assert!(parking.lock().is_empty());
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes, b"last");
     }
 
     #[test]

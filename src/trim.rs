@@ -7,11 +7,12 @@
 //! its lock, so it runs on a thread of its own, never on a coroutine worker, and once per
 //! episode: when the connection buffers' bytes fell back to `TRIM_LOW` after having reached
 //! `TRIM_HIGH`, and when no request came and no connection closed for `QUIET` after at least
-//! `TRIM_AFTER_REQUESTS` requests or `TRIM_AFTER_CLOSES` closed connections since the last
+//! `TRIM_AFTER_REQUESTS` requests or `TRIM_AFTER_CLOSES` connections released since the last
 //! trim (load ends: the workers' and writers' arenas hold what the load freed, and a client
-//! that kept its connections open past its last request frees them only when it closes).
+//! that kept its connections open past its last request frees their coroutines only when
+//! they park or close).
 //! While requests come it looks once per `QUIET`; once they stop it sleeps until the next one
-//! (`activity`, `connection_closed`), so an idle server never wakes it. It depends on no other
+//! (`activity`, `connection_released`), so an idle server never wakes it. It depends on no other
 //! module: `admission` tells it of requests, closes and bursts, and `main` hands it the buffer
 //! count to read.
 use std::sync::OnceLock;
@@ -31,8 +32,9 @@ const QUIET: Duration = Duration::from_secs(1);
 /// Requests since the last trim that make a spell of load worth a trim: a few requests'
 /// buffers are reused by the next ones, and trimming costs a walk of every arena.
 const TRIM_AFTER_REQUESTS: u64 = 1000;
-/// Closed connections since the last trim that are worth one: a connection that posted
-/// events frees its reply channel (5.2 KiB) and may's data for its coroutine when it closes,
+/// Connections released (closed or parked) since the last trim that are worth one: a
+/// connection that posted events frees its reply channel (5.2 KiB) and may's data for its
+/// coroutine when it closes or parks,
 /// scattered through the arenas, so 64 connections that outlived their load (wrk's drain)
 /// left 2.0 MB of private memory that a trim brings to 1.4 MB.
 const TRIM_AFTER_CLOSES: u64 = 32;
@@ -42,7 +44,7 @@ static TRIMMER: OnceLock<Thread> = OnceLock::new();
 static DORMANT: AtomicBool = AtomicBool::new(false);
 /// Requests seen by `activity` since start.
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
-/// Connections closed since start (`connection_closed`).
+/// Connections closed or parked since start (`connection_released`).
 static CLOSES: AtomicU64 = AtomicU64::new(0);
 
 /// Starts the trimming thread; `buffer_bytes` reads the connection buffers' bytes allocated
@@ -73,8 +75,9 @@ pub fn activity() {
     wake();
 }
 
-/// Counts a closed connection, and wakes a dormant thread, as `activity` does.
-pub fn connection_closed() {
+/// Counts a connection that closed or parked (its coroutine's memory was freed), and wakes a
+/// dormant thread, as `activity` does.
+pub fn connection_released() {
     CLOSES.fetch_add(1, Ordering::Relaxed);
     wake();
 }
@@ -115,7 +118,7 @@ fn run(buffer_bytes: fn() -> usize) {
     }
 }
 
-/// The counts of requests and closed connections at one moment.
+/// The counts of requests and connections released at one moment.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct Seen {
     requests: u64,
@@ -144,7 +147,7 @@ fn trim() {
     }
 }
 
-/// Parks until `activity`, `connection_closed` or `burst_began`; an idle server wakes this
+/// Parks until `activity`, `connection_released` or `burst_began`; an idle server wakes this
 /// thread never. A request read between the last look and this sleep wakes nobody; the next
 /// one does.
 fn sleep_until_activity() {

@@ -60,6 +60,7 @@ pub fn restart_with_tcache_off() {
 
     let current = std::env::var(VARIABLE).ok();
     let Some(value) = with_tcache_off(current.as_deref()) else {
+        name_process();
         return;
     };
     let mut args = std::env::args_os();
@@ -70,6 +71,30 @@ pub fn restart_with_tcache_off() {
         .args(args)
         .env(VARIABLE, value)
         .exec();
+}
+
+/// Longest process name the kernel keeps (`TASK_COMM_LEN` less its terminating zero).
+const PROCESS_NAME_MAX: usize = 15;
+
+/// Names the process after its binary's file: the start through `/proc/self/exe` had the
+/// kernel name it `exe`, which is what `ps`, `top` and `pkill hooksink` would see. Threads
+/// started later inherit it unless they are named.
+fn name_process() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let Ok(path) = std::env::current_exe() else {
+        return;
+    };
+    let Some(name) = path.file_name() else {
+        return;
+    };
+    let mut name = name.as_bytes().to_vec();
+    name.truncate(PROCESS_NAME_MAX);
+    name.push(0);
+    // SAFETY: PR_SET_NAME reads a zero-terminated string of at most 16 bytes, which `name` is.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+    }
 }
 
 /// Gives `command` the `GLIBC_TUNABLES` the operator started hooksink with.

@@ -193,4 +193,7 @@ fn the_server_runs_with_the_malloc_thread_cache_off() {
         variables.contains(&b"GLIBC_TUNABLES=glibc.malloc.tcache_count=0".as_slice()),
         "the server's environment lacks the tunable"
     );
+    // Started again through /proc/self/exe, it still goes by its binary's name (ps, pkill).
+    let name = std::fs::read_to_string(format!("/proc/{}/comm", server.pid())).unwrap();
+    assert_eq!(name.trim_end(), "hooksink");
 }
