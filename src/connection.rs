@@ -130,34 +130,49 @@ enum ReadError {
 static PARKING_FAILED: AtomicBool = AtomicBool::new(false);
 
 /// Serves requests on the connection until it closes; a quiet one waits in `parking`, which
-/// calls this again when it has bytes or has ended.
+/// calls this again when it has bytes.
 pub fn serve(idle: Idle, context: &'static Context, parking: &'static Parking<Idle>) {
     let mut idle = idle;
     let mut may_park = true;
-    loop {
-        let mut conn = Conn::new(idle, context, may_park);
-        let Some(deadline) = conn.serve() else {
-            return;
-        };
-        idle = conn.into_idle();
-        // The idle deadline holds while it is parked: the sweeper shuts the read side, and the
-        // end-of-file brings the connection back to be closed.
-        if idle.stream.arm(deadline).is_err() {
-            return;
-        }
-        let key = idle.stream.key();
-        match parking.park(key, idle) {
-            Ok(()) => {
-                trim::connection_released();
-                return;
-            }
-            Err((back, error)) => {
-                if !PARKING_FAILED.swap(true, Ordering::Relaxed) {
-                    warn!("cannot park idle connections, they keep their coroutines: {error}");
-                }
+    while let Some((quiet, deadline)) = serve_until_quiet(idle, context, may_park) {
+        match park(quiet, deadline, parking) {
+            Some(back) => {
                 idle = back;
                 may_park = false;
             }
+            None => return,
+        }
+    }
+}
+
+/// Serves requests until the connection closes (`None`) or waits `IDLE_PARK_AFTER` for the
+/// next one (with `may_park`): then the connection and the idle deadline it waits under.
+// Out of line, as is `park`: the request path runs under this frame, so it holds the
+// connection and nothing else (stack depth is memory, see `await_request`).
+#[inline(never)]
+fn serve_until_quiet(idle: Idle, context: &Context, may_park: bool) -> Option<(Idle, Instant)> {
+    let mut conn = Conn::new(idle, context, may_park);
+    let deadline = conn.serve()?;
+    Some((conn.into_idle(), deadline))
+}
+
+/// Parks a quiet connection with its idle `deadline` armed (the sweeper shuts its read side
+/// when it passes, and the end-of-file closes it in the parking). Gives it back when parking
+/// failed: it keeps its coroutine then.
+#[inline(never)]
+fn park(mut idle: Idle, deadline: Instant, parking: &Parking<Idle>) -> Option<Idle> {
+    idle.stream.arm(deadline).ok()?;
+    let key = idle.stream.key();
+    match parking.park(key, idle) {
+        Ok(()) => {
+            trim::connection_released();
+            None
+        }
+        Err((back, error)) => {
+            if !PARKING_FAILED.swap(true, Ordering::Relaxed) {
+                warn!("cannot park idle connections, they keep their coroutines: {error}");
+            }
+            Some(back)
         }
     }
 }
@@ -221,7 +236,10 @@ impl<'c> Conn<'c> {
     /// connection ends, or `IDLE_PARK_AFTER` passes. Kept apart from `next_request`, whose
     /// frame holds a request head and its answer, so that an idle connection waits on a
     /// shallow stack: it touches one page at the top of its coroutine stack, not two (4.4 KiB
-    /// deep before, measured from `/proc/PID/mem`).
+    /// deep before, measured from `/proc/PID/mem`). Out of line, so that its read array
+    /// (`FIRST_READ_SIZE`) is not in the frame `next_request` runs under: inlined, it made a
+    /// webhook's path 8,784 bytes deep (three pages, not two).
+    #[inline(never)]
     fn await_request(&mut self) -> Awaited {
         if self.filled > 0 {
             return Awaited::Request;
