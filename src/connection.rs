@@ -44,7 +44,8 @@ const ANSWER_SIZE: usize = 512;
 /// A connection between requests: what `parking` holds while it is quiet.
 pub struct Idle {
     stream: Watched<'static, TcpStream>,
-    slot: admission::Slot,
+    /// Held for the connection's life: dropping it frees the admission slot.
+    _slot: admission::Slot,
     /// Whether a request was answered; until then an idle wait is bounded by
     /// the request timeout, so silent connections cannot hold slots for the idle timeout.
     served: bool,
@@ -58,7 +59,7 @@ impl Idle {
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
         Idle {
             stream,
-            slot,
+            _slot: slot,
             served: false,
         }
     }
@@ -71,8 +72,8 @@ impl AsRawFd for Idle {
 }
 
 struct Conn<'c> {
-    stream: Watched<'static, TcpStream>,
-    slot: admission::Slot,
+    /// What outlives this coroutine when the connection parks.
+    idle: Idle,
     /// Allocated (and zeroed) bytes; `filled` of them hold unread request data. Empty (not
     /// allocated) while the connection waits for a request.
     buffer: Vec<u8>,
@@ -80,7 +81,6 @@ struct Conn<'c> {
     filled: usize,
     out: Vec<u8>,
     session: Session<'c>,
-    served: bool,
     /// Whether a wait for the next request ends after `IDLE_PARK_AFTER`, to park.
     may_park: bool,
 }
@@ -180,14 +180,12 @@ fn park(mut idle: Idle, deadline: Instant, parking: &Parking<Idle>) -> Option<Id
 impl<'c> Conn<'c> {
     fn new(idle: Idle, context: &'c Context, may_park: bool) -> Conn<'c> {
         Conn {
-            stream: idle.stream,
-            slot: idle.slot,
+            idle,
             buffer: Vec::new(),
             counted: Counted::default(),
             filled: 0,
             out: Vec::new(),
             session: Session::new(context),
-            served: idle.served,
             may_park,
         }
     }
@@ -204,7 +202,7 @@ impl<'c> Conn<'c> {
             if matches!(self.next_request(), Connection::Close) {
                 return None;
             }
-            self.served = true;
+            self.idle.served = true;
         }
     }
 
@@ -214,17 +212,8 @@ impl<'c> Conn<'c> {
             self.filled == 0 && self.buffer.is_empty(),
             "a connection with bytes pending went idle"
         );
-        let Conn {
-            stream,
-            slot,
-            served,
-            ..
-        } = self;
-        Idle {
-            stream,
-            slot,
-            served,
-        }
+        let Conn { idle, .. } = self;
+        idle
     }
 
     /// The settings this connection works under.
@@ -245,7 +234,7 @@ impl<'c> Conn<'c> {
             return Awaited::Request;
         }
         let context = self.context();
-        let timeout = if self.served {
+        let timeout = if self.idle.served {
             context.idle_timeout
         } else {
             context.request_timeout.min(context.idle_timeout)
@@ -389,7 +378,7 @@ impl<'c> Conn<'c> {
     }
 
     fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
+        self.idle.stream.write_all(bytes)
     }
 
     fn data(&self) -> &[u8] {
@@ -516,7 +505,11 @@ impl<'c> Conn<'c> {
             self.grow(self.filled + room)?;
         }
         let space = self.buffer.get_mut(self.filled..).unwrap_or_default();
-        match self.stream.read_by(deadline, |stream| stream.read(space)) {
+        match self
+            .idle
+            .stream
+            .read_by(deadline, |stream| stream.read(space))
+        {
             Ok(Ok(0)) => Err(ReadError::Gone),
             Ok(Ok(read)) => {
                 self.filled += read;
@@ -541,14 +534,17 @@ impl<'c> Conn<'c> {
         debug_assert_eq!(self.filled, 0, "bytes are pending without a buffer");
         let mut first = [0; FIRST_READ_SIZE];
         let read = match quiet {
-            Some(quiet) => self.stream.wait_by(deadline, quiet, |stream| {
-                match receive_now(stream, &mut first) {
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
-                    read => Some(read),
-                }
-            })?,
+            Some(quiet) => {
+                self.idle.stream.wait_by(deadline, quiet, |stream| {
+                    match receive_now(stream, &mut first) {
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
+                        read => Some(read),
+                    }
+                })?
+            }
             None => Waited::Ready(
-                self.stream
+                self.idle
+                    .stream
                     .read_by(deadline, |stream| stream.read(&mut first))?,
             ),
         };

@@ -400,19 +400,16 @@ impl<S: AsRawFd> Watched<'_, S> {
         deadline: Instant,
         read: impl FnOnce(&mut S) -> T,
     ) -> Result<T, Expired> {
-        if deadline <= Instant::now() {
-            return Err(Expired);
-        }
-        self.deadlines
-            .set(self.index, self.deadlines.millis(deadline), false)?;
+        self.arm(deadline)?;
         let read = read(&mut self.socket);
         // Disarmed at once: the connection may take long to answer what it read.
         self.deadlines.set(self.index, 0, false)?;
         Ok(read)
     }
 
-    /// Arms `deadline` and leaves it armed, for a socket that waits elsewhere (`parking`): when
-    /// it passes, the read side is shut, whoever holds the socket then.
+    /// Arms `deadline` and leaves it armed (`read_by` disarms it after its read; a socket that
+    /// waits elsewhere, in `parking`, keeps it): when it passes, the read side is shut, whoever
+    /// holds the socket then.
     pub fn arm(&mut self, deadline: Instant) -> Result<(), Expired> {
         if deadline <= Instant::now() {
             return Err(Expired);
