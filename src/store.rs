@@ -400,7 +400,12 @@ impl Writer {
 
     fn commit(&mut self, batch: &mut Batch) {
         let started = Instant::now();
-        let outcomes = match self.ensure_connected() {
+        // A batch of readiness probes only asks whether the database is back, so it connects
+        // whatever the back-off says: with two writers, one may still wait out its back-off
+        // after the other reconnected, and `/readyz` must not answer 503 for it. Probes come
+        // one at a time while a problem is published (`health::claim_refresh`).
+        let probing = batch.inserts.is_empty();
+        let outcomes = match self.ensure_connected(probing) {
             Ok(()) => self.insert(&batch.inserts),
             Err(()) => Err(Error::Unavailable),
         };
@@ -431,7 +436,8 @@ impl Writer {
         }
     }
 
-    fn ensure_connected(&mut self) -> Result<(), ()> {
+    /// Connects unless connected; within the back-off only when `probing`.
+    fn ensure_connected(&mut self, probing: bool) -> Result<(), ()> {
         if self
             .connection
             .as_ref()
@@ -440,7 +446,7 @@ impl Writer {
             return Ok(());
         }
         let now = Instant::now();
-        if !self.backoff.may_try(now) {
+        if !probing && !self.backoff.may_try(now) {
             return Err(());
         }
         let opened = connect(&self.config).and_then(|mut client| {
