@@ -122,12 +122,17 @@ fn the_writers_warning_names_the_cause_when_the_database_goes_away() {
             503
         );
     }
+    const STORE_WARNING: &str = "[WARN  hooksink::store]";
+    // The log reaches us through a thread reading the server's stderr: it may trail the 503.
+    let logged = support::wait_until(Duration::from_secs(5), || {
+        server.log_text().contains(STORE_WARNING)
+    });
     let log = server.log_text();
+    assert!(logged, "{log}");
     let warnings: Vec<&str> = log
         .lines()
-        .filter(|line| line.starts_with("[WARN  hooksink::store]"))
+        .filter(|line| line.starts_with(STORE_WARNING))
         .collect();
-    assert!(!warnings.is_empty(), "{log}");
     // Each names what happened: the server's message and SQLSTATE, or the address tried.
     let address = format!("(127.0.0.1:{port})");
     for line in &warnings {
