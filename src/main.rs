@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         None => {
             // Before any thread exists: this may start the binary again, same pid and arguments.
-            tunables::restart_with_tcache_off();
+            tunables::restart_with_additions();
             with_config(|config| serve(&config))
         }
         Some("--help" | "-h" | "help") => {
