@@ -181,10 +181,10 @@ fn a_burst_of_held_bodies_gives_every_buffer_back() {
     assert_served(&server);
 }
 
-/// The server runs with glibc's per-thread cache and thread-stack cache off
-/// (`hooksink::tunables`): it started itself again with the settings, keeping its pid.
+/// The server runs with glibc's tunables of `hooksink::tunables` (per-thread cache and
+/// thread-stack cache off, one arena): it started itself again with them, keeping its pid.
 #[test]
-fn the_server_runs_with_the_malloc_thread_cache_and_stack_cache_off() {
+fn the_server_runs_with_its_glibc_tunables() {
     let server = start(&[]);
     assert_served(&server);
     let environ = std::fs::read(format!("/proc/{}/environ", server.pid())).unwrap();
