@@ -14,7 +14,8 @@
 //! - operation: `config` (the variables table), `limits` (every bound), `metrics`, `logging`,
 //!   `cli`, `localdb` (private cluster), `trim` (returns a burst's memory to the system),
 //!   `tunables` (glibc's per-thread cache off);
-//!   `oneshot` (a writer's reply to a connection's job).
+//!   `oneshot` (a writer's reply to a connection's job), `thread_stack` (gives a writer's
+//!   stack pages back after a connect).
 
 pub mod admission;
 pub mod answer;
@@ -43,6 +44,7 @@ pub mod signature;
 pub mod store;
 pub mod stripe_event;
 pub mod text;
+pub mod thread_stack;
 pub mod transform;
 pub mod trim;
 pub mod tunables;

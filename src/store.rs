@@ -455,6 +455,7 @@ impl Writer {
             let server = server_address(&mut client)?;
             Ok((client, statement, server))
         });
+        crate::thread_stack::release_unused();
         match opened {
             Ok((client, statement, server)) => {
                 // Each writer says where it writes: after a failover, the new primary.
