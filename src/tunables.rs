@@ -19,10 +19,12 @@
 //! measured in five short `loadtest/bench` runs against five without, alternating: private
 //! memory idle 576–584 → 508–520 KiB, 2 s after load 1,236–1,380 → 1,024–1,092 KiB; CPU per
 //! request ÷ wrk's 1.66–1.76 against 1.70–1.74, p99 ÷ p50 2.40–3.40 against 2.64–3.06. The
-//! price is one lock: under 64-connection load 0.16 futex calls per request wait for or wake a
+//! price is one lock: under 64-connection load 0.16–0.19 futex calls per request wait for or wake a
 //! malloc lock (`perf record -e syscalls:sys_enter_futex -g`), against 0.01 with an arena per
-//! thread. Measured on 2 cores (2 workers, 2 writers); with many workers an operator can set
-//! `glibc.malloc.arena_max` to their count.
+//! thread; a waiting thread is off the CPU, so it shows as throughput and tail (over nine
+//! alternating pairs: slower in five, higher p99 ÷ p50 in seven; `loadtest/README.md`). Kept
+//! for the memory. Measured on 2 cores (2 workers, 2 writers); with many workers, or where
+//! throughput matters more, an operator can set `glibc.malloc.arena_max` to their count.
 //!
 //! glibc reads tunables only from `GLIBC_TUNABLES` when a process starts, so `serve` starts the
 //! binary once more with the settings added (same pid, same arguments, before any thread
