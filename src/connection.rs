@@ -295,7 +295,7 @@ impl<'c> Conn<'c> {
             body,
             now_secs: now_secs(),
         };
-        let (answer, returned) = self.session.handle(request);
+        let (answer, returned) = self.session.handle(request, &mut self.idle.stream);
         let Some(buffer) = returned else {
             // The writer still holds the buffer, so pipelined bytes are gone with it.
             return self.reject(&Rejection::Unavailable, Connection::Close, head_only);

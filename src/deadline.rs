@@ -432,16 +432,36 @@ impl<S: AsRawFd + WaitIo> Watched<'_, S> {
         &mut self,
         deadline: Instant,
         quiet: Instant,
+        ready: impl FnMut(&mut S) -> Option<T>,
+    ) -> Result<Waited<T>, Expired> {
+        self.wait_until(Some(deadline), quiet, ready)
+    }
+
+    /// Calls `ready` until it returns something, waiting in between for the socket's events
+    /// and for its waker (which any thread may call once `ready` has something), until
+    /// `quiet`: then `Quiet`. No read deadline: the socket is left as it is. The bound is a
+    /// wake-up of the sweeper, so the wait registers no `may` timer.
+    pub fn wake_by<T>(
+        &mut self,
+        quiet: Instant,
+        ready: impl FnMut(&mut S) -> Option<T>,
+    ) -> Result<Waited<T>, Expired> {
+        self.wait_until(None, quiet, ready)
+    }
+
+    fn wait_until<T>(
+        &mut self,
+        deadline: Option<Instant>,
+        quiet: Instant,
         mut ready: impl FnMut(&mut S) -> Option<T>,
     ) -> Result<Waited<T>, Expired> {
-        let (at, wake) = if quiet < deadline {
-            (quiet, true)
-        } else {
-            (deadline, false)
+        let (at, wake) = match deadline {
+            Some(deadline) if deadline <= quiet => (deadline, false),
+            _ => (quiet, true),
         };
         let at = self.deadlines.millis(at);
         let waited = loop {
-            if deadline <= Instant::now() {
+            if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
                 return Err(Expired);
             }
             // (Re-)armed on every round: a wake-up that fired leaves the slot disarmed.

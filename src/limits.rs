@@ -63,7 +63,7 @@ pub const KEEP_ALIVE_IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 /// Upper bound an operator may set with `IDLE_TIMEOUT_SECS` (one hour).
 pub const KEEP_ALIVE_IDLE_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
 /// A connection that waits this long for its next request gives up its coroutine (its stack
-/// pages and reply channel) and waits in `parking` until bytes arrive: a provider's pooled
+/// pages and reply slot) and waits in `parking` until bytes arrive: a provider's pooled
 /// keep-alive connections cost a few hundred bytes each between events, while a busy one,
 /// whose next request comes sooner, never pays the hand-over (two `epoll_ctl` calls and a
 /// coroutine start).

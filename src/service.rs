@@ -1,7 +1,7 @@
 //! Routing and the event pipeline: verify → parse → validate → transform → store.
 //!
 //! Works on a request whose head and body already sit in the connection buffer; the socket
-//! stays in `server`. The order of the checks is the contract's: path and method, size,
+//! stays with `connection`, which lends it only for the wait on a writer's reply. The order of the checks is the contract's: path and method, size,
 //! content-type (these three in `precheck`, before the body is read), then signature, JSON and
 //! field rules. Each event endpoint is one `signature::Scheme`: `/webhook` is Standard
 //! Webhooks with the contract's body, `/stripe` is Stripe's signature and event body; an
@@ -10,7 +10,10 @@
 use std::ops::Range;
 use std::time::Duration;
 
+use may::net::TcpStream;
+
 use crate::answer::{Answer, LengthMissing, Rejection};
+use crate::deadline::Watched;
 use crate::health;
 use crate::http::{self, BodyFraming, Head, Method};
 use crate::limits::{COMMIT_WAIT_TIMEOUT, QUEUE_LEN_MAX};
@@ -72,11 +75,14 @@ impl Request<'_> {
     }
 }
 
-/// A connection's side of the pipeline: the shared context. Each job to a writer gets a
-/// reply slot of its own, so an idle connection holds none.
+/// The socket a connection's coroutine waits on for a writer's reply (`oneshot`).
+pub type Socket<'s> = Watched<'s, TcpStream>;
+
+/// A connection's side of the pipeline: the shared context and the reply slot, made on the
+/// first job (an idle connection that only answered health checks holds none).
 pub struct Session<'c> {
     context: &'c Context,
-    /// The reply channel, made on the first job and dropped after a wait that timed out.
+    /// The reply slot, made on the first job and dropped after a wait that timed out.
     replies: Option<oneshot::Replies<Reply>>,
 }
 
@@ -155,12 +161,16 @@ impl<'c> Session<'c> {
         self.context
     }
 
-    /// Runs the request's route.
-    pub fn handle(&mut self, request: Request<'_>) -> (Result<Answer, Rejection>, Returned) {
+    /// Runs the request's route; a writer's reply is waited for on `socket`.
+    pub fn handle(
+        &mut self,
+        request: Request<'_>,
+        socket: &mut Socket<'_>,
+    ) -> (Result<Answer, Rejection>, Returned) {
         match request.route {
-            Route::Events(scheme) => self.events(scheme, request),
+            Route::Events(scheme) => self.events(scheme, request, socket),
             Route::Healthz => (Ok(Answer::Healthy), Some(request.buffer)),
-            Route::Readyz => (self.ready(), Some(request.buffer)),
+            Route::Readyz => (self.ready(socket), Some(request.buffer)),
             Route::Metrics => {
                 let text = crate::metrics::render(self.context.store.queued());
                 (Ok(Answer::Metrics(text)), Some(request.buffer))
@@ -175,6 +185,7 @@ impl<'c> Session<'c> {
         &mut self,
         scheme: Scheme,
         request: Request<'_>,
+        socket: &mut Socket<'_>,
     ) -> (Result<Answer, Rejection>, Returned) {
         let prepared = prepare(self.context, scheme, &request);
         let Request { buffer, .. } = request;
@@ -183,13 +194,13 @@ impl<'c> Session<'c> {
             Ok(Prepared::Ignore { id }) => return (Ok(Answer::Ignored(id)), Some(buffer)),
             Err(rejection) => return (Err(rejection), Some(buffer)),
         };
-        let replies = self.replies.take().unwrap_or_default();
+        let replies = self.replies(socket);
         let reply = replies.sender();
         if let Err((error, buffer)) = self.context.store.submit(buffer, pending, reply) {
             self.replies = Some(replies);
             return (Err(unavailable(error)), Some(buffer));
         }
-        match self.wait(replies) {
+        match self.wait(replies, socket) {
             Some(Reply::Insert { outcome, buffer }) => {
                 let answer = outcome.map(|stored| match stored {
                     Stored::Accepted => Answer::Accepted(id),
@@ -197,7 +208,7 @@ impl<'c> Session<'c> {
                 });
                 (answer.map_err(unavailable), Some(buffer))
             }
-            // A ping's reply cannot come here: one job at a time uses the channel.
+            // A ping's reply cannot come here: one job at a time uses the slot.
             Some(Reply::Ping(_)) | None => (Err(unavailable(store::Error::Timeout)), None),
         }
     }
@@ -205,7 +216,7 @@ impl<'c> Session<'c> {
     /// Ready when a write can commit now. A problem the writers published is answered at once
     /// (writers stuck in a replication wait cannot delay it) and one probe is sent to look
     /// again; otherwise a probe goes through a writer, bounded by `COMMIT_WAIT_TIMEOUT`.
-    fn ready(&mut self) -> Result<Answer, Rejection> {
+    fn ready(&mut self, socket: &mut Socket<'_>) -> Result<Answer, Rejection> {
         let store = &self.context.store;
         if let Some(problem) = health::problem() {
             if health::claim_refresh() {
@@ -216,12 +227,12 @@ impl<'c> Session<'c> {
             }
             return Err(Rejection::NotReady(problem));
         }
-        let replies = self.replies.take().unwrap_or_default();
+        let replies = self.replies(socket);
         if let Err(error) = store.ping(replies.sender()) {
             self.replies = Some(replies);
             return Err(not_ready(error));
         }
-        match self.wait(replies) {
+        match self.wait(replies, socket) {
             Some(Reply::Ping(Ok(Pong))) => Ok(Answer::Healthy),
             Some(Reply::Ping(Err(error))) => Err(not_ready(error)),
             Some(Reply::Insert { .. }) | None => Err(not_ready(store::Error::Timeout)),
@@ -230,10 +241,17 @@ impl<'c> Session<'c> {
 }
 
 impl Session<'_> {
+    /// The connection's reply slot, made now if it has none.
+    fn replies(&mut self, socket: &Socket<'_>) -> oneshot::Replies<Reply> {
+        self.replies
+            .take()
+            .unwrap_or_else(|| oneshot::Replies::new(&**socket))
+    }
+
     /// The writer's reply to the job just submitted on `replies`, or `None` after
-    /// `COMMIT_WAIT_TIMEOUT`; the channel is kept for the next job only when the reply came.
-    fn wait(&mut self, replies: oneshot::Replies<Reply>) -> Option<Reply> {
-        let (reply, replies) = replies.wait(COMMIT_WAIT_TIMEOUT)?;
+    /// `COMMIT_WAIT_TIMEOUT`; the slot is kept for the next job only when the reply came.
+    fn wait(&mut self, replies: oneshot::Replies<Reply>, socket: &mut Socket<'_>) -> Option<Reply> {
+        let (reply, replies) = replies.wait(socket, COMMIT_WAIT_TIMEOUT)?;
         self.replies = Some(replies);
         Some(reply)
     }
@@ -383,16 +401,30 @@ mod tests {
     #[test]
     fn a_late_reply_never_answers_a_later_request() {
         let (store, writers) = Store::stalled();
-        let context = context_on(store, WEBHOOK, None);
-        let mut session = Session::new(&context);
-        // Nothing answers the first ping, so its wait times out.
-        assert_eq!(session.ready().unwrap_err().code(), "unavailable");
-        // The writer answers it after the requester gave up: a failure, which must go nowhere.
-        writers.answer_ping(Err(store::Error::Unavailable));
-        // The next request's own ping succeeds; the late failure must not be its answer.
-        let writer = std::thread::spawn(move || writers.answer_ping(Ok(Pong)));
-        assert!(matches!(session.ready(), Ok(Answer::Healthy)));
-        writer.join().unwrap();
+        let context: &'static Context = Box::leak(Box::new(context_on(store, WEBHOOK, None)));
+        let deadlines = crate::deadline::Deadlines::start(1).unwrap();
+        let listener = may::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        let waker = may::io::WaitIo::waker(&stream);
+        let mut socket = deadlines.watch(stream, Some(waker)).unwrap();
+        let (first, second) = may::go!(move || {
+            let mut session = Session::new(context);
+            // Nothing answers the first ping, so its wait times out.
+            let first = session.ready(&mut socket).unwrap_err().code();
+            // The writer answers it after the requester gave up: a failure, which must go
+            // nowhere.
+            writers.answer_ping(Err(store::Error::Unavailable));
+            // The next request's own ping succeeds; the late failure must not be its answer.
+            let writer = std::thread::spawn(move || writers.answer_ping(Ok(Pong)));
+            let second = matches!(session.ready(&mut socket), Ok(Answer::Healthy));
+            writer.join().unwrap();
+            (first, second)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(first, "unavailable");
+        assert!(second, "the late failure answered the next ping");
     }
 
     #[track_caller]

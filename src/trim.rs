@@ -33,9 +33,8 @@ const QUIET: Duration = Duration::from_secs(1);
 /// buffers are reused by the next ones, and trimming costs a walk of every arena.
 const TRIM_AFTER_REQUESTS: u64 = 1000;
 /// Connections released (closed or parked) since the last trim that are worth one: a
-/// connection that posted events frees its reply channel (5.2 KiB) and may's data for its
-/// coroutine when it closes or parks,
-/// scattered through the arenas, so 64 connections that outlived their load (wrk's drain)
+/// connection that posted events frees its reply slot and may's data for its coroutine when
+/// it closes or parks, scattered through the arena, so 64 connections that outlived their load (wrk's drain)
 /// left 2.0 MB of private memory that a trim brings to 1.4 MB.
 const TRIM_AFTER_CLOSES: u64 = 32;
 
