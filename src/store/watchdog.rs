@@ -3,7 +3,11 @@
 //! PostgreSQL applies no timeout to a commit's wait for the synchronous standby, so only a
 //! cancel request from the client ends it. One watchdog thread serves one writer: the writer
 //! arms it with its connection's cancel token before a round trip and disarms it after, which
-//! costs a lock and a wake-up, not a thread per commit. The watchdog holds its lock while it
+//! costs a lock, not a thread per commit. Arming wakes the thread only when it waits without
+//! a timeout (nothing was armed when it last looked): otherwise it looks again by the earlier
+//! deadline it sleeps towards, and finds the new one then. Under load it wakes once per
+//! `limit` instead of once per round trip (a wake-up on the writer's path and a thread
+//! competing with the database for the cores). The watchdog holds its lock while it
 //! sends the cancel, so a disarm that follows reports the cancel and no cancel meant for one
 //! round trip is sent during the next.
 
@@ -27,6 +31,9 @@ struct State {
     fired: bool,
     /// The writer is gone; the thread ends.
     closed: bool,
+    /// When the waiting thread looks at the state again by itself; `None` while it waits for
+    /// a notification (or has not waited yet: it looks before its first wait).
+    looks_at: Option<Instant>,
 }
 
 impl Watchdog {
@@ -37,6 +44,7 @@ impl Watchdog {
                 armed: None,
                 fired: false,
                 closed: false,
+                looks_at: None,
             }),
             wake: Condvar::new(),
             limit,
@@ -52,9 +60,12 @@ impl Watchdog {
     pub fn arm(&self, token: CancelToken) {
         let mut state = self.lock();
         assert!(state.armed.is_none(), "armed twice without a disarm");
-        state.armed = Some((Instant::now() + self.limit, token));
+        let deadline = Instant::now() + self.limit;
+        state.armed = Some((deadline, token));
         state.fired = false;
-        self.wake.notify_one();
+        if state.looks_at.is_none_or(|at| at > deadline) {
+            self.wake.notify_one();
+        }
     }
 
     /// The round trip ended; whether it was cancelled, in which case its outcome is unknown.
@@ -74,14 +85,17 @@ impl Watchdog {
         let mut state = self.lock();
         while !state.closed {
             let Some((deadline, _)) = &state.armed else {
+                state.looks_at = None;
                 state = self
                     .wake
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
                 continue;
             };
+            let deadline = *deadline;
             let left = deadline.saturating_duration_since(Instant::now());
             if !left.is_zero() {
+                state.looks_at = Some(deadline);
                 state = self
                     .wake
                     .wait_timeout(state, left)
