@@ -543,6 +543,18 @@ fn shutdown_read(fd: RawFd) {
     }
 }
 
+/// A watched server-side socket on a table of its own, and the client end that keeps it open:
+/// for tests of the waits on a real socket (`wait_by`, `wake_by` and those built on them).
+#[cfg(test)]
+pub fn watched_socket() -> (Watched<'static, may::net::TcpStream>, std::net::TcpStream) {
+    let deadlines = Deadlines::start(2).unwrap();
+    let listener = may::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    let waker = stream.waker();
+    (deadlines.watch(stream, Some(waker)).unwrap(), client)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -678,13 +690,7 @@ mod tests {
     #[test]
     fn wait_by_ends_quiet_ready_or_expired() {
         use std::io::Write;
-        let deadlines = Deadlines::start(2).unwrap();
-        let listener = may::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut client = std::net::TcpStream::connect(addr).unwrap();
-        let (stream, _) = listener.accept().unwrap();
-        let waker = stream.waker();
-        let mut watched = deadlines.watch(stream, Some(waker)).unwrap();
+        let (mut watched, mut client) = watched_socket();
         let peek = |stream: &mut may::net::TcpStream| {
             let mut byte = [0u8; 1];
             // SAFETY: `byte` is writable for the call.

@@ -11,7 +11,7 @@
 //! Measured, and why not a `may` channel: `recv_timeout` puts a node on `may`'s timer list per
 //! wait, and removing it wakes `may`'s timer thread, about once per two requests under load
 //! (`/proc/PID/task/*/status`); that thread preempted the workers three times as often as
-//! anything else, and hooksink took ~19 % more CPU per request with it (`loadtest/README.md`,
+//! anything else, and hooksink took 20-35 % more CPU per request with it (`loadtest/README.md`,
 //! issue #8, seventh round). Earlier: a channel made and dropped per request grew anonymous
 //! memory by about 110 bytes per request, and two slots on `may::sync::Blocker` with a timed
 //! park let a wait outlast its 5 s timeout under load (also `may`'s timer).
@@ -98,21 +98,11 @@ impl<T> Replies<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deadline::Deadlines;
-
-    /// A watched server-side socket and the client end that keeps it open.
-    fn socket() -> (Watched<'static, may::net::TcpStream>, std::net::TcpStream) {
-        let deadlines = Deadlines::start(2).unwrap();
-        let listener = may::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (stream, _) = listener.accept().unwrap();
-        let waker = stream.waker();
-        (deadlines.watch(stream, Some(waker)).unwrap(), client)
-    }
+    use crate::deadline::watched_socket;
 
     #[test]
     fn a_value_sent_from_another_thread_wakes_the_wait_and_the_slot_is_reused() {
-        let (mut watched, _client) = socket();
+        let (mut watched, _client) = watched_socket();
         let took = may::go!(move || {
             let started = Instant::now();
             let replies = Replies::new(&*watched);
@@ -135,7 +125,7 @@ mod tests {
 
     #[test]
     fn a_wait_times_out_and_a_late_send_goes_nowhere() {
-        let (mut watched, _client) = socket();
+        let (mut watched, _client) = watched_socket();
         let (waited, took, next) = may::go!(move || {
             let replies = Replies::<u8>::new(&*watched);
             let late = replies.sender();

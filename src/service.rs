@@ -1,11 +1,12 @@
 //! Routing and the event pipeline: verify → parse → validate → transform → store.
 //!
 //! Works on a request whose head and body already sit in the connection buffer; the socket
-//! stays with `connection`, which lends it only for the wait on a writer's reply. The order of the checks is the contract's: path and method, size,
-//! content-type (these three in `precheck`, before the body is read), then signature, JSON and
-//! field rules. Each event endpoint is one `signature::Scheme`: `/webhook` is Standard
-//! Webhooks with the contract's body, `/stripe` is Stripe's signature and event body; an
-//! endpoint whose keys are not configured answers 404.
+//! stays with `connection`, which lends it only for the wait on a writer's reply. The order of
+//! the checks is the contract's: path and method, size, content-type (these three in
+//! `precheck`, before the body is read), then signature, JSON and field rules. Each event
+//! endpoint is one `signature::Scheme`: `/webhook` is Standard Webhooks with the contract's
+//! body, `/stripe` is Stripe's signature and event body; an endpoint whose keys are not
+//! configured answers 404.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -402,12 +403,7 @@ mod tests {
     fn a_late_reply_never_answers_a_later_request() {
         let (store, writers) = Store::stalled();
         let context: &'static Context = Box::leak(Box::new(context_on(store, WEBHOOK, None)));
-        let deadlines = crate::deadline::Deadlines::start(1).unwrap();
-        let listener = may::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (stream, _) = listener.accept().unwrap();
-        let waker = may::io::WaitIo::waker(&stream);
-        let mut socket = deadlines.watch(stream, Some(waker)).unwrap();
+        let (mut socket, _client) = crate::deadline::watched_socket();
         let (first, second) = may::go!(move || {
             let mut session = Session::new(context);
             // Nothing answers the first ping, so its wait times out.

@@ -34,8 +34,8 @@ const QUIET: Duration = Duration::from_secs(1);
 const TRIM_AFTER_REQUESTS: u64 = 1000;
 /// Connections released (closed or parked) since the last trim that are worth one: a
 /// connection that posted events frees its reply slot and may's data for its coroutine when
-/// it closes or parks, scattered through the arena, so 64 connections that outlived their load (wrk's drain)
-/// left 2.0 MB of private memory that a trim brings to 1.4 MB.
+/// it closes or parks, scattered through the arena, so 64 connections that outlived their
+/// load (wrk's drain) left 2.0 MB of private memory that a trim brings to 1.4 MB.
 const TRIM_AFTER_CLOSES: u64 = 32;
 
 static TRIMMER: OnceLock<Thread> = OnceLock::new();
