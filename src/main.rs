@@ -10,7 +10,9 @@ use hooksink::config::Config;
 use hooksink::localdb::{self, LocalPostgres};
 use hooksink::service::Context;
 use hooksink::store::{self, Store};
-use hooksink::{admission, cli, db_error, logging, metrics, secret, server, trim, tunables};
+use hooksink::{
+    admission, cli, db_error, logging, metrics, secret, server, thread_stack, trim, tunables,
+};
 use log::{error, info, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -174,6 +176,8 @@ fn serve(config: &Config) -> ExitCode {
         return cli::fail(&format!("cannot start the read-deadline thread: {error}"));
     }
     info!("listening on {address}");
+    // Start-up ran deeper than the wait below (configuration, keys, threads' start).
+    thread_stack::release_unused();
     // Blocks without polling until SIGTERM or SIGINT arrives.
     let signal = signal_name(signals.forever().next());
     info!("{signal}: no new connections, finishing in-flight requests");

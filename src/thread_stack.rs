@@ -3,13 +3,15 @@
 //! A thread's stack keeps every page it touched until the thread ends. A writer's connect runs
 //! deeper than its queries (the driver's connect future sits on the stack of its `block_on`):
 //! a writer's stack held 40 KiB after connecting and 16 KiB when its connect ran elsewhere
-//! (`/proc/PID/smaps`), so after each connect it hands the pages below its frames back.
+//! (`/proc/PID/smaps`), so after each connect it hands the pages below its frames back, and
+//! again when it has been idle (`store::WRITER_IDLE`). `main` does the same before it waits for
+//! a signal: start-up ran deeper than that wait.
 
 use std::mem::MaybeUninit;
 
-/// Pages below the caller's frame that are kept: room for the frames `release_unused` and
-/// `madvise` run in, which are far smaller.
-const MARGIN_PAGES: usize = 2;
+/// Pages below the caller's frame that are kept: room for the frames `madvise` runs in, a
+/// few words (two pages kept one more page of each released stack resident).
+const MARGIN_PAGES: usize = 1;
 
 /// Releases the calling thread's stack pages more than `MARGIN_PAGES` below this call's frame:
 /// the frames that used them have returned, and a deeper call later gets fresh zeroed pages.
