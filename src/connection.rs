@@ -6,13 +6,14 @@
 //! is freed (with the answer buffer) once the request is answered and no pipelined bytes
 //! remain. Requests are answered in order, so keep-alive and pipelining need no queue.
 //! Every read waits under a deadline that `deadline` enforces (no `may` timer per read): the
-//! request's, counted from its first byte, or the idle one between requests. A connection
-//! that waits `IDLE_PARK_AFTER` for its next request gives up its coroutine and waits in
+//! request's, counted from its first byte, or the idle one between requests; an answer is
+//! written within `WRITE_TIMEOUT` (`Watched::write_by`), else the connection closes. A
+//! connection that waits `IDLE_PARK_AFTER` for its next request gives up its coroutine and waits in
 //! `parking` (its idle deadline still armed) until bytes or end-of-file bring it back.
 //! **Invariant:** every answer leaves the connection in a known state: the body consumed, or
 //! the connection closed.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -21,7 +22,7 @@ use log::{debug, warn};
 use may::net::TcpStream;
 
 use crate::answer::{self, Answer, Connection, Malformed, Oversized, Rejection};
-use crate::deadline::{Expired, Waited, Watched};
+use crate::deadline::{Expired, Waited, Watched, receive_now};
 use crate::http::{self, BodyFraming, Head, Method};
 use crate::limits::{
     BUFFERED_BYTES_MAX, CONNECTION_BUFFER_IDLE, HEAD_SIZE_MAX, IDLE_PARK_AFTER, WRITE_TIMEOUT,
@@ -54,9 +55,8 @@ pub struct Idle {
 impl Idle {
     /// A connection just accepted under its admission `slot`.
     pub fn new(stream: Watched<'static, TcpStream>, slot: admission::Slot) -> Idle {
-        // Socket options are best effort: a failure leaves the defaults, which still work.
+        // Best effort: a failure leaves the default, which still works.
         let _ = stream.set_nodelay(true);
-        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
         Idle {
             stream,
             _slot: slot,
@@ -378,7 +378,9 @@ impl<'c> Conn<'c> {
     }
 
     fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.idle.stream.write_all(bytes)
+        self.idle
+            .stream
+            .write_by(Instant::now() + WRITE_TIMEOUT, bytes)
     }
 
     fn data(&self) -> &[u8] {
@@ -536,7 +538,7 @@ impl<'c> Conn<'c> {
         let read = match quiet {
             Some(quiet) => {
                 self.idle.stream.wait_by(deadline, quiet, |stream| {
-                    match receive_now(stream, &mut first) {
+                    match receive_now(stream.as_raw_fd(), &mut first) {
                         Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
                         read => Some(read),
                     }
@@ -604,30 +606,6 @@ impl<'c> Conn<'c> {
         }
         admission::release_bytes(std::mem::take(&mut self.counted.reserved));
         self.count_buffer();
-    }
-}
-
-/// What has arrived on `stream` without waiting for more; `WouldBlock` when nothing has.
-fn receive_now(stream: &TcpStream, into: &mut [u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: `into` is writable for its whole length during the call.
-        let received = unsafe {
-            libc::recv(
-                stream.as_raw_fd(),
-                into.as_mut_ptr().cast(),
-                into.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        match usize::try_from(received) {
-            Ok(received) => return Ok(received),
-            Err(_) => {
-                let error = io::Error::last_os_error();
-                if error.kind() != io::ErrorKind::Interrupted {
-                    return Err(error);
-                }
-            }
-        }
     }
 }
 

@@ -15,7 +15,9 @@
 //! A deadline can also be a wake-up (`Watched::wait_by`): then the sweeper only wakes the
 //! coroutine waiting on the socket (through the `may` waker the slot holds), and the slot goes
 //! back to `TAKEN`, disarmed; the socket stays as it was. An idle connection uses it to learn
-//! that it has been quiet long enough to give up its coroutine (`parking`).
+//! that it has been quiet long enough to give up its coroutine (`parking`). Writes are bounded
+//! the same way (`Watched::write_by`): a wait for room in the socket's buffer is a wake-up at
+//! the write's deadline, so `may`'s `io_timeout` feature (a timer list per event loop) is off.
 //!
 //! **Slot protocol.** A slot's word holds a state in its low two bits, the wake-up flag in the
 //! third, and a deadline (ms on the table's monotonic clock, 0 = none) above them:
@@ -449,6 +451,37 @@ impl<S: AsRawFd + WaitIo> Watched<'_, S> {
         self.wait_until(None, quiet, ready)
     }
 
+    /// Writes all of `bytes` by `deadline`, else `TimedOut` (the caller closes the socket). The
+    /// wait for room is a wake-up (`wake_by`), so no `may` timer is armed; a socket whose read
+    /// deadline already fired cannot be woken, so it gets what fits now and `TimedOut` for the
+    /// rest.
+    pub fn write_by(&mut self, deadline: Instant, bytes: &[u8]) -> io::Result<()> {
+        let fd = self.socket.as_raw_fd();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let sent = match send_now(fd, rest) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    let waited = self.wake_by(deadline, |_| match send_now(fd, rest) {
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
+                        sent => Some(sent),
+                    });
+                    match waited {
+                        Ok(Waited::Ready(sent)) => sent?,
+                        Ok(Waited::Quiet) | Err(Expired) => {
+                            return Err(io::ErrorKind::TimedOut.into());
+                        }
+                    }
+                }
+                sent => sent?,
+            };
+            if sent == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            rest = rest.get(sent..).unwrap_or_default();
+        }
+        Ok(())
+    }
+
     fn wait_until<T>(
         &mut self,
         deadline: Option<Instant>,
@@ -533,6 +566,43 @@ fn map_zeroed(count: usize) -> io::Result<&'static [Slot]> {
     // SAFETY: the mapping is page-aligned, `len` bytes long, zero-filled, and never unmapped;
     // all-zero bytes are valid atomics, and slots are only accessed through atomics.
     Ok(unsafe { std::slice::from_raw_parts(start.cast::<Slot>(), count) })
+}
+
+/// What has arrived on socket `fd` without waiting for more; `WouldBlock` when nothing has.
+pub fn receive_now(fd: RawFd, into: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `into` is writable for its whole length during the call.
+    bytes_moved(|| unsafe {
+        libc::recv(fd, into.as_mut_ptr().cast(), into.len(), libc::MSG_DONTWAIT)
+    })
+}
+
+/// Sends what fits in socket `fd`'s buffer now; `WouldBlock` when nothing does.
+fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: `bytes` is readable for its whole length during the call. MSG_NOSIGNAL: a peer
+    // that left gives `EPIPE`, not a signal.
+    bytes_moved(|| unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    })
+}
+
+/// The byte count of a `recv`/`send` call, retried when a signal interrupted it.
+fn bytes_moved(mut call: impl FnMut() -> isize) -> io::Result<usize> {
+    loop {
+        match usize::try_from(call()) {
+            Ok(moved) => return Ok(moved),
+            Err(_) => {
+                let error = io::Error::last_os_error();
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
+    }
 }
 
 fn shutdown_read(fd: RawFd) {
@@ -734,6 +804,76 @@ mod tests {
         assert!(took < Duration::from_secs(5), "quiet after {took:?}");
         assert_eq!(ready, Ok(Waited::Ready(b'x')));
         assert_eq!(expired, Err(Expired));
+    }
+
+    /// More than loopback's socket buffers on both ends can hold.
+    const UNREAD_BYTES: usize = 64 << 20;
+
+    #[test]
+    fn write_by_sends_everything_to_a_reader_and_times_out_on_a_peer_that_does_not_read() {
+        use std::io::Read;
+        let (mut watched, mut client) = watched_socket();
+        let reader = std::thread::spawn(move || {
+            let mut total = 0;
+            let mut chunk = vec![0; 1 << 16];
+            while total < UNREAD_BYTES {
+                total += client.read(&mut chunk).unwrap();
+            }
+            (total, client)
+        });
+        let (sent, watched) = may::go!(move || {
+            let sent = watched.write_by(
+                Instant::now() + Duration::from_secs(30),
+                &vec![7; UNREAD_BYTES],
+            );
+            (sent, watched)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(sent.map_err(|error| error.kind()), Ok(()));
+        let (received, _client) = reader.join().unwrap();
+        assert_eq!(received, UNREAD_BYTES);
+        drop(watched);
+
+        let (mut watched, _silent) = watched_socket();
+        let (sent, took) = may::go!(move || {
+            let started = Instant::now();
+            let sent =
+                watched.write_by(started + Duration::from_millis(200), &vec![7; UNREAD_BYTES]);
+            (sent, started.elapsed())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            sent.map_err(|error| error.kind()),
+            Err(io::ErrorKind::TimedOut)
+        );
+        assert!(took >= Duration::from_millis(200), "gave up after {took:?}");
+        assert!(took < Duration::from_secs(5), "gave up after {took:?}");
+    }
+
+    #[test]
+    fn write_by_on_a_fired_socket_sends_what_fits_and_does_not_wait() {
+        let (mut watched, _silent) = watched_socket();
+        let slot = watched.deadlines.slot(watched.index);
+        slot.word.store(1 << STATE_BITS | FIRED, Ordering::SeqCst);
+        let (small, large, took) = may::go!(move || {
+            let small = watched.write_by(Instant::now() + Duration::from_secs(30), b"408");
+            let started = Instant::now();
+            let large = watched.write_by(
+                Instant::now() + Duration::from_secs(30),
+                &vec![7; UNREAD_BYTES],
+            );
+            (small, large, started.elapsed())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(small.map_err(|error| error.kind()), Ok(()));
+        assert_eq!(
+            large.map_err(|error| error.kind()),
+            Err(io::ErrorKind::TimedOut)
+        );
+        assert!(took < Duration::from_secs(5), "waited {took:?}");
     }
 
     #[test]

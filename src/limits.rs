@@ -71,7 +71,8 @@ pub const IDLE_PARK_AFTER: Duration = Duration::from_secs(1);
 /// A read deadline fires at most this much late: the thread enforcing them sleeps this much
 /// past the earliest one, so deadlines that expire together are closed in one sweep.
 pub const DEADLINE_SLACK: Duration = Duration::from_millis(10);
-/// An answer that cannot be written within this time closes the connection.
+/// An answer that cannot be written within this time (counted from its first byte) closes the
+/// connection.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request waits at most this long for its commit result, then answers 503.
 pub const COMMIT_WAIT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -35,8 +35,6 @@ const COROUTINE_POOL: usize = 8;
 /// memory (460 → 420 KiB after one `/readyz`, `smaps_rollup`); now it fills only with
 /// coroutines that served and finished (up to `COROUTINE_POOL`).
 const COROUTINE_POOL_AT_START: usize = 1;
-/// Longest sleep of an idle may worker, in nanoseconds.
-const IDLE_POLL_NS: u64 = 1_000_000_000;
 /// Time in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Folder of the private cluster used when `DATABASE_URL` is unset.
@@ -134,9 +132,6 @@ fn serve(config: &Config) -> ExitCode {
         .set_pool_capacity(COROUTINE_POOL_AT_START)
         // Pinned workers of several instances on one host would all share the first cores.
         .set_worker_pin(false);
-    // Idle workers wake at this interval when no timer is due (may's default, 10 ms, costs
-    // ~200 wake-ups a second on an idle server). Timers and cross-thread wake-ups are exact.
-    may::config().set_timeout_ns(IDLE_POLL_NS);
     if let Err(error) = trim::start(admission::buffer_bytes) {
         return cli::fail(&format!("cannot start the memory-trim thread: {error}"));
     }

@@ -10,7 +10,9 @@ use serde_json::json;
 use crate::attack::{
     CLOSE_WAIT, SERVED_LATENCY_MAX, assert_error, assert_served, bystanders, head_of, start,
 };
-use crate::support::{Client, EXAMPLE, Response, closing, now, request, signed_request, unique_id};
+use crate::support::{
+    Client, EXAMPLE, Response, closing, metric, now, request, signed_request, unique_id,
+};
 
 /// Sends `bytes` one byte per `pause` until an answer arrives; returns it, the time from the
 /// first byte, and whether the server then closed the connection.
@@ -213,4 +215,44 @@ fn many_deadlines_expiring_at_once_close_every_one_and_spare_the_rest() {
     kept.send(&request("GET", "/healthz", &[], b"")).unwrap();
     assert_eq!(kept.response().unwrap().status, 200);
     assert_served(&server);
+}
+
+/// A client that pipelines requests and never reads its answers: once the answers fill the
+/// sockets' buffers, the server's write waits at most `WRITE_TIMEOUT`, then the
+/// connection is closed and its slot freed, while everyone else is served meanwhile.
+#[test]
+fn a_client_that_never_reads_its_answers_is_closed_after_the_write_timeout() {
+    use hooksink::limits::WRITE_TIMEOUT;
+    use std::io::Write;
+    /// Pipelined requests per write; each answer is a few KiB of metrics.
+    const BATCH: usize = 64;
+    const STALL_WITHIN: Duration = Duration::from_secs(60);
+    /// The server's write may have waited a little before the client's stalled.
+    const CLOSE_SLACK: Duration = Duration::from_secs(3);
+    let server = start(&[]);
+    let open = || metric(&server, "hooksink_open_connections");
+    let alone = open();
+    let mut greedy = std::net::TcpStream::connect(server.addr()).unwrap();
+    greedy
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let batch = request("GET", "/metrics", &[], b"").repeat(BATCH);
+    let started = Instant::now();
+    // The server stops reading requests while its write waits, so the client's writes stall.
+    while greedy.write_all(&batch).is_ok() {
+        assert!(started.elapsed() < STALL_WITHIN, "the server kept reading");
+    }
+    let stalled = Instant::now();
+    assert_eq!(open(), alone + 1.0, "the stalled connection is not open");
+    let took = bystanders(&server, 5, || {
+        open() > alone && stalled.elapsed() < WRITE_TIMEOUT + CLOSE_SLACK
+    });
+    assert!(took < SERVED_LATENCY_MAX, "normal requests took {took:?}");
+    assert_eq!(
+        open(),
+        alone,
+        "open {:?} after the stall",
+        stalled.elapsed()
+    );
+    assert_eq!(metric(&server, "hooksink_buffered_bytes"), 0.0);
 }
