@@ -90,7 +90,32 @@ fn with_database(apply: bool) -> ExitCode {
     })
 }
 
+/// What `stop` needs of a server that started.
+struct Running {
+    store: Store,
+    address: SocketAddr,
+    signals: Signals,
+    /// The private cluster, stopped when this is dropped.
+    local: Option<LocalPostgres>,
+}
+
 fn serve(config: &Config) -> ExitCode {
+    let mut running = match start(config) {
+        Ok(running) => running,
+        Err(code) => return code,
+    };
+    // Start-up ran deeper than the wait below.
+    thread_stack::release_unused();
+    // Blocks without polling until SIGTERM or SIGINT arrives.
+    let signal = signal_name(running.signals.forever().next());
+    stop(running, signal)
+}
+
+/// Starts the database, writers and listener; on failure, the exit code after the message.
+// Out of line, as `stop`: inlined, their locals (configuration, keys, every thread's start)
+// made the frame that waits for the signal 16 KiB deep, all of it resident for good.
+#[inline(never)]
+fn start(config: &Config) -> Result<Running, ExitCode> {
     info!(
         "starting hooksink {}: {}",
         env!("CARGO_PKG_VERSION"),
@@ -105,13 +130,13 @@ fn serve(config: &Config) -> ExitCode {
     }
     let (url, local) = match database_url(config, Private::Start) {
         Ok(found) => found,
-        Err(message) => return cli::fail(&message),
+        Err(message) => return Err(cli::fail(&message)),
     };
     let connection = match store::connection_config(&url) {
         Ok(connection) => connection,
         Err(error) => {
             let cause = db_error::chain(&error);
-            return cli::fail(&format!("DATABASE_URL is not usable: {cause}"));
+            return Err(cli::fail(&format!("DATABASE_URL is not usable: {cause}")));
         }
     };
     let migration = on_own_stack("migrate", || {
@@ -123,7 +148,11 @@ fn serve(config: &Config) -> ExitCode {
             "database not ready at start-up, answering 503 until it is: {}",
             db_error::describe(&error, &connection)
         ),
-        Err(error) => return cli::fail(&format!("cannot start the migration thread: {error}")),
+        Err(error) => {
+            return Err(cli::fail(&format!(
+                "cannot start the migration thread: {error}"
+            )));
+        }
     }
     let connections_max = server::raise_connection_limit(config.connections_max);
     may::config()
@@ -133,23 +162,28 @@ fn serve(config: &Config) -> ExitCode {
         // Pinned workers of several instances on one host would all share the first cores.
         .set_worker_pin(false);
     if let Err(error) = trim::start(admission::buffer_bytes) {
-        return cli::fail(&format!("cannot start the memory-trim thread: {error}"));
+        return Err(cli::fail(&format!(
+            "cannot start the memory-trim thread: {error}"
+        )));
     }
     let store = match Store::start(connection, config.db_writers) {
         Ok(store) => store,
-        Err(error) => return cli::fail(&format!("cannot start writer threads: {error}")),
+        Err(error) => return Err(cli::fail(&format!("cannot start writer threads: {error}"))),
     };
     if let Err(message) = ensure_port_free(config.listen_addr) {
-        return cli::fail(&message);
+        return Err(cli::fail(&message));
     }
     let listener = match on_own_stack("may-start", || {
         may::net::TcpListener::bind(config.listen_addr)
     }) {
         Ok(Ok(listener)) => listener,
         Ok(Err(error)) => {
-            return cli::fail(&format!("cannot listen on {}: {error}", config.listen_addr));
+            return Err(cli::fail(&format!(
+                "cannot listen on {}: {error}",
+                config.listen_addr
+            )));
         }
-        Err(error) => return cli::fail(&format!("cannot start may: {error}")),
+        Err(error) => return Err(cli::fail(&format!("cannot start may: {error}"))),
     };
     // The bind built may's scheduler and its pool; from now on may keeps this many finished ones.
     may::config().set_pool_capacity(COROUTINE_POOL);
@@ -163,18 +197,34 @@ fn serve(config: &Config) -> ExitCode {
         idle_timeout: config.idle_timeout,
         store: store.clone(),
     }));
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+    let signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(signals) => signals,
-        Err(error) => return cli::fail(&format!("cannot handle SIGTERM/SIGINT: {error}")),
+        Err(error) => return Err(cli::fail(&format!("cannot handle SIGTERM/SIGINT: {error}"))),
     };
     if let Err(error) = server::start(listener, context, connections_max) {
-        return cli::fail(&format!("cannot start the read-deadline thread: {error}"));
+        return Err(cli::fail(&format!(
+            "cannot start the read-deadline thread: {error}"
+        )));
     }
     info!("listening on {address}");
-    // Start-up ran deeper than the wait below (configuration, keys, threads' start).
-    thread_stack::release_unused();
-    // Blocks without polling until SIGTERM or SIGINT arrives.
-    let signal = signal_name(signals.forever().next());
+    Ok(Running {
+        store,
+        address,
+        signals,
+        local,
+    })
+}
+
+/// After `signal`: stops accepting, drains in-flight requests for `SHUTDOWN_GRACE`, stops the
+/// private cluster.
+#[inline(never)]
+fn stop(running: Running, signal: &str) -> ExitCode {
+    let Running {
+        store,
+        address,
+        local,
+        ..
+    } = running;
     info!("{signal}: no new connections, finishing in-flight requests");
     server::begin_shutdown();
     // Not joined: if the wake-up connection went elsewhere (another SO_REUSEPORT listener),
