@@ -9,13 +9,15 @@
 
 use std::mem::MaybeUninit;
 
-/// Pages below the caller's frame that are kept: room for the frames `madvise` runs in, a
-/// few words (two pages kept one more page of each released stack resident).
-const MARGIN_PAGES: usize = 1;
+/// Bytes below this call's marker that stay mapped: the rest of this function's frame, the
+/// return address of the `madvise` call and the 128-byte red zone its wrapper may use, a few
+/// hundred bytes. A whole page (the margin before) kept one more page of each released stack
+/// resident whenever the marker was not near its page's bottom.
+const MARGIN_BYTES: usize = 1024;
 
-/// Releases the calling thread's stack pages more than `MARGIN_PAGES` below this call's frame:
-/// the frames that used them have returned, and a deeper call later gets fresh zeroed pages.
-/// Does nothing when the stack's bounds cannot be read.
+/// Releases the calling thread's stack pages that lie wholly below `MARGIN_BYTES` under this
+/// call's frame: the frames that used them have returned, and a deeper call later gets fresh
+/// zeroed pages. Does nothing when the stack's bounds cannot be read.
 #[inline(never)]
 pub fn release_unused() {
     let marker = std::hint::black_box(0u8);
@@ -24,7 +26,7 @@ pub fn release_unused() {
         return;
     };
     let page = page_size();
-    let end = (here & !(page - 1)).saturating_sub(MARGIN_PAGES * page);
+    let end = here.saturating_sub(MARGIN_BYTES) & !(page - 1);
     if end > low {
         // SAFETY: [low, end) is this thread's own stack below every live frame (the deepest,
         // this one and madvise's, lie above `end`); MADV_DONTNEED makes those pages read as
