@@ -8,8 +8,8 @@
 //! Every read waits under a deadline that `deadline` enforces (no `may` timer per read): the
 //! request's, counted from its first byte, or the idle one between requests; an answer is
 //! written within `WRITE_TIMEOUT` (`Watched::write_by`), else the connection closes. A
-//! connection that waits `IDLE_PARK_AFTER` for its next request gives up its coroutine and waits in
-//! `parking` (its idle deadline still armed) until bytes or end-of-file bring it back.
+//! connection that waits `IDLE_PARK_AFTER` for its next request gives up its coroutine and
+//! waits in `parking` (its idle deadline still armed) until bytes or end-of-file bring it back.
 //! **Invariant:** every answer leaves the connection in a known state: the body consumed, or
 //! the connection closed.
 
