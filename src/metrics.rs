@@ -25,6 +25,7 @@ static COMMIT_SECONDS: [AtomicU64; COMMIT_SECONDS_BUCKETS.len()] =
 static COMMIT_COUNT: AtomicU64 = AtomicU64::new(0);
 static COMMIT_MICROS_SUM: AtomicU64 = AtomicU64::new(0);
 static COMMIT_FAILURES: AtomicU64 = AtomicU64::new(0);
+static BATCHES_RESENT: AtomicU64 = AtomicU64::new(0);
 static BATCH_SIZE: [AtomicU64; BATCH_SIZE_BUCKETS.len()] =
     [const { AtomicU64::new(0) }; BATCH_SIZE_BUCKETS.len()];
 static BATCH_EVENTS_SUM: AtomicU64 = AtomicU64::new(0);
@@ -58,6 +59,11 @@ pub fn observe_commit(elapsed: Duration, events: usize, committed: bool) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
     BATCH_EVENTS_SUM.fetch_add(events, Ordering::Relaxed);
+}
+
+/// Counts one batch sent a second time because one of its events was stored already.
+pub fn count_batch_resent() {
+    BATCHES_RESENT.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Marks the start of a request; the returned guard marks its end when dropped.
@@ -164,6 +170,14 @@ fn render_into(out: &mut String, queued: usize) -> std::fmt::Result {
     )?;
     writeln!(out, "# TYPE hooksink_commit_failures_total counter")?;
     writeln!(out, "hooksink_commit_failures_total {failures}")?;
+    let resent = BATCHES_RESENT.load(Ordering::Relaxed);
+    writeln!(
+        out,
+        "# HELP hooksink_batches_resent_total Batches sent again to learn which events were \
+         stored already (their first INSERT met a duplicate)."
+    )?;
+    writeln!(out, "# TYPE hooksink_batches_resent_total counter")?;
+    writeln!(out, "hooksink_batches_resent_total {resent}")?;
     gauge(
         out,
         "hooksink_in_flight_requests",
@@ -242,6 +256,7 @@ mod tests {
             "hooksink_requests_total{outcome=\"accepted\"}",
             "hooksink_commit_duration_seconds_bucket{le=\"+Inf\"}",
             "hooksink_batch_events_count",
+            "hooksink_batches_resent_total ",
             "hooksink_in_flight_requests",
             "hooksink_queued_events 7",
             "hooksink_buffered_bytes ",

@@ -7,12 +7,12 @@
 //! transaction: that group commit is what lets throughput exceed one-row transactions, with no
 //! timer and no waiting for a batch to fill.
 //!
-//! A batch is one statement in one round trip (autocommit: the INSERT is atomic by itself), and
-//! that statement always writes WAL under a transaction id (a duplicate's row is locked), so
+//! A batch is one statement in one round trip (autocommit: the INSERT is atomic by itself), two
+//! when its first try met an event stored already (`statement`). The statement that commits
+//! always writes WAL under a transaction id (it inserts rows, or locks a duplicate's row), so
 //! its commit waits for a synchronous standby even when every event was a duplicate: the
 //! commit record then covers every earlier WAL record, including the original row a duplicate
-//! points at. A watchdog thread per writer
-//! bounds that round trip (`watchdog`).
+//! points at. A watchdog thread per writer bounds each round trip (`watchdog`).
 //!
 //! Zero copy: a job carries the request's whole connection buffer plus spans into it, so the
 //! body is not copied before the database write; the buffer travels back with the answer.
@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use may::sync::mpmc;
 use postgres::error::DbError;
-use postgres::{Client, NoTls, Statement};
+use postgres::error::SqlState;
+use postgres::{Client, NoTls};
 
 use crate::health::{self, Reason};
 use crate::limits::{
@@ -40,8 +41,10 @@ use crate::signature::Scheme;
 use crate::text::{Text, locate, resolve};
 use crate::transform::{Amount, Row};
 
+mod statement;
 mod watchdog;
 
+use statement::{FirstTry, Prepared};
 use watchdog::Watchdog;
 
 /// Migrations in `sql/`, applied in this order, each once.
@@ -61,7 +64,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
 const SYNC_REP_CANCELLED: &str = "canceling wait for synchronous replication";
 
 /// The probe `/readyz` sends through a writer: a row lock writes WAL under a transaction id,
-/// so its commit waits for the synchronous standby as a batch's does (see `INSERT_BATCH`).
+/// so its commit waits for the synchronous standby as a batch's does (see `statement::INSERT_ANY`).
 /// Row 1 exists once the first migration ran, which every writer's connect does. `KEY SHARE`,
 /// the weakest row lock, so probes on several writers or instances do not wait for each other.
 const PING: &str = "SELECT version FROM hooksink_migrations WHERE version = 1 FOR KEY SHARE";
@@ -73,28 +76,6 @@ const WRITER_IDLE: Duration = Duration::from_millis(500);
 
 /// Key of the advisory lock that serialises migrations across instances ("hooksink" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x686f_6f6b_7369_6e6b;
-
-/// One statement for any batch size: arrays in, the ids actually inserted out.
-///
-/// A duplicate is locked, not skipped: `DO UPDATE ... WHERE false` locks the existing row and
-/// updates nothing, so RETURNING still lists only inserted ids. The lock writes WAL under a
-/// transaction id, and only a transaction that did both waits for the synchronous standby at
-/// commit (`RecordTransactionCommit`); `DO NOTHING`, even with `pg_current_xact_id()` in the
-/// statement, writes no WAL for a duplicate and commits without waiting (tested), which would
-/// answer 200 for a row that may exist on the primary alone. Ids are distinct within a batch,
-/// so no row is affected twice.
-const INSERT_BATCH: &str = "\
-INSERT INTO webhook_events (event_id, event_type, category, action, object_id, amount_cents, \
-currency, amount, metadata, provider_ts, source) \
-SELECT e.id, e.event_type, e.category, e.action, e.object_id, e.amount_cents, e.currency, \
-e.amount::numeric(20,4), e.metadata::jsonb, to_timestamp(e.provider_ts), e.source \
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], \
-$7::text[], $8::text[], $9::text[], $10::int8[], $11::text[]) \
-WITH ORDINALITY AS e(id, event_type, category, action, object_id, amount_cents, currency, \
-amount, metadata, provider_ts, source, position) \
-ORDER BY e.position \
-ON CONFLICT (event_id) DO UPDATE SET event_id = EXCLUDED.event_id WHERE false \
-RETURNING event_id";
 
 /// The result of storing one event that is not a failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,6 +193,7 @@ impl Store {
                 jobs: receiver.clone(),
                 queued: queued.clone(),
                 connection: None,
+                first_try: FirstTry::default(),
                 watchdog: Watchdog::start(&name, DB_WRITE_WAIT_MAX)?,
                 unreplicated,
                 backoff: Backoff::new(),
@@ -323,7 +305,8 @@ struct Writer {
     config: postgres::Config,
     jobs: mpmc::Receiver<Job>,
     queued: Arc<AtomicUsize>,
-    connection: Option<(Client, Statement)>,
+    connection: Option<(Client, Prepared)>,
+    first_try: FirstTry,
     watchdog: Arc<Watchdog>,
     /// Set by the connection's notice callback when a commit's replication wait was cancelled.
     unreplicated: Arc<AtomicBool>,
@@ -472,18 +455,18 @@ impl Writer {
         }
         let opened = connect(&self.config).and_then(|mut client| {
             migrate(&mut client)?;
-            let statement = client.prepare(INSERT_BATCH)?;
+            let statements = Prepared::on(&mut client)?;
             let server = server_address(&mut client)?;
-            Ok((client, statement, server))
+            Ok((client, statements, server))
         });
         crate::thread_stack::release_unused();
         match opened {
-            Ok((client, statement, server)) => {
+            Ok((client, statements, server)) => {
                 // Each writer says where it writes: after a failover, the new primary.
                 info!("writer connected to the database at {server}");
                 metrics::set_database_up(true);
                 self.backoff.succeeded();
-                self.connection = Some((client, statement));
+                self.connection = Some((client, statements));
                 Ok(())
             }
             Err(error) => {
@@ -507,18 +490,13 @@ impl Writer {
     /// for the synchronous standby, under the watchdog. A `SELECT 1` would pass with the
     /// standby gone, and could not clear a published `StandbyUnconfirmed` without traffic.
     fn ping(&mut self) -> Result<Pong, Error> {
-        let Some((client, _)) = self.connection.as_mut() else {
-            return Err(Error::Unavailable);
-        };
-        self.unreplicated.store(false, Ordering::Release);
-        self.watchdog.arm(client.cancel_token());
-        let locked = client.simple_query(PING);
+        let locked = self.round_trip(|client, _| client.simple_query(PING))?;
         self.settle(locked).map(|_| Pong)
     }
 
-    /// Inserts the batch in one statement, its own transaction; per job: accepted, duplicate,
-    /// or the error. A round trip the watchdog cancelled, or whose replication wait was
-    /// cancelled, may be committed on the primary only: its outcome is unknown, so 503.
+    /// Inserts the batch in its own transaction; per job: accepted, duplicate, or the error. A
+    /// round trip the watchdog cancelled, or whose replication wait was cancelled, may be
+    /// committed on the primary only: its outcome is unknown, so 503.
     fn insert(
         &mut self,
         inserts: &[(Vec<u8>, Pending, ReplySender)],
@@ -526,24 +504,72 @@ impl Writer {
         if inserts.is_empty() {
             return Ok(Vec::new());
         }
-        let Some((client, statement)) = self.connection.as_mut() else {
-            return Err(Error::Unavailable);
-        };
         let columns = Columns::gather(inserts);
-        self.unreplicated.store(false, Ordering::Release);
-        self.watchdog.arm(client.cancel_token());
-        // Autocommit: the driver returns after ReadyForQuery, i.e. after the commit (and its
-        // replication wait) and after any notice the commit raised.
-        let committed = client.query(&*statement, &columns.params());
+        if self.first_try.new_only() {
+            match self.insert_new(&columns)? {
+                NewOnly::Inserted => {
+                    self.first_try.stored(false);
+                    return Ok(columns.outcomes(|_| true));
+                }
+                NewOnly::MetDuplicate => metrics::count_batch_resent(),
+            }
+        }
+        let params = columns.params();
+        let committed = self.round_trip(|client, prepared| client.query(&prepared.any, &params))?;
         let rows = self.settle(committed)?;
         let inserted: HashSet<&str> = rows.iter().filter_map(|row| row.try_get(0).ok()).collect();
-        Ok(columns.outcomes(&inserted))
+        self.first_try.stored(inserted.len() < columns.ids.len());
+        Ok(columns.outcomes(|id| inserted.contains(id)))
     }
 
-    /// Ends a round trip the watchdog was armed for: a cancelled or unreplicated commit, or an
-    /// error, drops the connection and is published for `/readyz`; a commit clears that.
-    fn settle<T>(&mut self, result: Result<T, postgres::Error>) -> Result<T, Error> {
+    /// Tries the batch with `INSERT_NEW`, which commits every row or none.
+    fn insert_new(&mut self, columns: &Columns<'_>) -> Result<NewOnly, Error> {
+        let params = columns.params();
+        let committed =
+            self.round_trip(|client, prepared| client.execute(&prepared.new, &params))?;
+        if !committed.cancelled
+            && let Err(error) = &committed.result
+            && error.code() == Some(&SqlState::UNIQUE_VIOLATION)
+        {
+            // The statement's transaction rolled back; the connection is ready for the next.
+            return Ok(NewOnly::MetDuplicate);
+        }
+        let inserted = self.settle(committed)?;
+        if inserted != columns.ids.len() as u64 {
+            // Committed, but which rows are stored is unknown: 503, and a retry finds them.
+            warn!(
+                "an INSERT of {} new events stored {inserted} rows (a trigger on webhook_events \
+                 that skips rows?); answered 503, and this writer now always asks which ids \
+                 were stored",
+                columns.ids.len()
+            );
+            self.first_try.new_miscounted();
+            return Err(Error::Unavailable);
+        }
+        Ok(NewOnly::Inserted)
+    }
+
+    /// One statement on the connection, under the watchdog. Autocommit: the driver returns
+    /// after ReadyForQuery, i.e. after the commit (and its replication wait) and after any
+    /// notice the commit raised.
+    fn round_trip<T>(
+        &mut self,
+        call: impl FnOnce(&mut Client, &Prepared) -> Result<T, postgres::Error>,
+    ) -> Result<RoundTrip<T>, Error> {
+        let Some((client, prepared)) = self.connection.as_mut() else {
+            return Err(Error::Unavailable);
+        };
+        self.unreplicated.store(false, Ordering::Release);
+        self.watchdog.arm(client.cancel_token());
+        let result = call(client, prepared);
         let cancelled = self.watchdog.disarm();
+        Ok(RoundTrip { result, cancelled })
+    }
+
+    /// Ends a round trip: a cancelled or unreplicated commit, or an error, drops the connection
+    /// and is published for `/readyz`; a commit clears that.
+    fn settle<T>(&mut self, round_trip: RoundTrip<T>) -> Result<T, Error> {
+        let RoundTrip { result, cancelled } = round_trip;
         let unreplicated = self.unreplicated.load(Ordering::Acquire);
         match result {
             Ok(_) if cancelled || unreplicated => {
@@ -596,6 +622,20 @@ impl Writer {
         // a fresh one is the simplest state to reason about.
         self.connection = None;
     }
+}
+
+/// A statement's result, and whether the watchdog cancelled it (its outcome is then unknown).
+struct RoundTrip<T> {
+    result: Result<T, postgres::Error>,
+    cancelled: bool,
+}
+
+/// How a batch's try with `INSERT_NEW` ended, short of an error.
+enum NewOnly {
+    /// Every row is committed.
+    Inserted,
+    /// One id was stored already; nothing is committed.
+    MetDuplicate,
 }
 
 impl Batch {
@@ -694,12 +734,13 @@ impl<'a> Columns<'a> {
         ]
     }
 
-    /// Accepted for the first job of each id the INSERT returned; duplicate for the rest.
-    fn outcomes(&self, inserted: &HashSet<&str>) -> Vec<Result<Stored, Error>> {
+    /// Accepted for the first job of each id the INSERT stored (`inserted`); duplicate for the
+    /// rest.
+    fn outcomes(&self, inserted: impl Fn(&str) -> bool) -> Vec<Result<Stored, Error>> {
         self.jobs
             .iter()
             .map(|(id, first)| {
-                if *first && inserted.contains(id) {
+                if *first && inserted(id) {
                     Ok(Stored::Accepted)
                 } else {
                     Ok(Stored::Duplicate)
@@ -847,7 +888,7 @@ mod tests {
         );
         let inserted: HashSet<&str> = ["a", "c"].into_iter().collect();
         assert_eq!(
-            columns.outcomes(&inserted),
+            columns.outcomes(|id| inserted.contains(id)),
             [
                 Ok(Stored::Accepted),
                 Ok(Stored::Accepted),

@@ -8,8 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    EXAMPLE, Load, Outcome, Server, db, event_ids, fresh_database, get, post_webhook,
-    private_database, unique_id, wait_until,
+    self, EXAMPLE, Load, Outcome, Server, db, event_ids, fresh_database, get, post_webhook,
+    private_database, row, unique_id, wait_until,
 };
 
 /// Asserts that every 200 `accepted` of `outcomes` is stored, and returns how many there were.
@@ -203,6 +203,104 @@ fn one_batch_answers_in_batch_duplicates_individually() {
     assert!(
         batch_sum > batch_count,
         "no batch held more than one event:\n{metrics}"
+    );
+}
+
+#[test]
+fn a_batch_that_meets_a_stored_id_is_sent_again_and_answers_each_event() {
+    let url = fresh_database();
+    let server = Server::start(&url, &[("DB_WRITERS", "1")]);
+    let addr = server.addr();
+    let resent = || support::metric(&server, "hooksink_batches_resent_total");
+    let stored = unique_id("stored");
+    assert_eq!(
+        post_webhook(addr, &stored, EXAMPLE).json()["status"],
+        "accepted"
+    );
+    assert_eq!(resent(), 0.0, "a new event is stored by the first INSERT");
+    // The stored id among new ones, held back so that they arrive in one or two batches.
+    let mut locker = db(&url);
+    let transaction = lock_events_table(&mut locker);
+    let prefix = unique_id("mixed");
+    let mut ids: Vec<String> = (0..5).map(|i| format!("{prefix}_{i}")).collect();
+    ids.insert(2, stored.clone());
+    let load = Load::each(addr, &ids, 1);
+    thread::sleep(Duration::from_millis(1000));
+    transaction.rollback().unwrap();
+    for Outcome {
+        id, status, body, ..
+    } in &load.finish()
+    {
+        assert_eq!(*status, 200, "{id}: {body}");
+        let expected = if *id == stored {
+            "duplicate"
+        } else {
+            "accepted"
+        };
+        assert!(body.contains(&format!("\"{expected}\"")), "{id}: {body}");
+    }
+    let mut client = db(&url);
+    for id in &ids {
+        assert!(row(&mut client, id).is_some(), "{id} is not stored");
+    }
+    // Whichever batch held the stored id went twice; a batch after it asks which ids are new
+    // from the start, so this redelivery is not sent twice.
+    assert_eq!(resent(), 1.0);
+    assert_eq!(
+        post_webhook(addr, &stored, EXAMPLE).json()["status"],
+        "duplicate"
+    );
+    assert_eq!(resent(), 1.0, "the batch before met a duplicate");
+    // A batch without duplicates sends the next one back to the plain INSERT.
+    assert_eq!(
+        post_webhook(addr, &unique_id("new"), EXAMPLE).json()["status"],
+        "accepted"
+    );
+    assert_eq!(
+        post_webhook(addr, &stored, EXAMPLE).json()["status"],
+        "duplicate"
+    );
+    assert_eq!(resent(), 2.0);
+}
+
+#[test]
+fn a_trigger_that_skips_rows_costs_one_503_then_each_id_is_asked_for() {
+    let url = fresh_database();
+    let server = Server::start(&url, &[("DB_WRITERS", "1")]);
+    let addr = server.addr();
+    assert_eq!(post_webhook(addr, &unique_id("warm"), EXAMPLE).status, 200);
+    db(&url)
+        .batch_execute(
+            "CREATE FUNCTION drop_tests() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.event_id LIKE 'dropped%' THEN RETURN NULL; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER drop_tests BEFORE INSERT ON webhook_events \
+             FOR EACH ROW EXECUTE FUNCTION drop_tests()",
+        )
+        .unwrap();
+    let dropped = unique_id("dropped");
+    let answer = post_webhook(addr, &dropped, EXAMPLE);
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.header("retry-after"), Some("5"));
+    assert!(
+        server
+            .log_text()
+            .contains("an INSERT of 1 new events stored 0 rows"),
+        "{}",
+        server.log_text()
+    );
+    // The writer now asks which ids were stored, for every batch: new events are accepted
+    // without a second round trip.
+    let kept = unique_id("kept");
+    assert_eq!(
+        post_webhook(addr, &kept, EXAMPLE).json()["status"],
+        "accepted"
+    );
+    let mut client = db(&url);
+    assert!(row(&mut client, &kept).is_some());
+    assert!(row(&mut client, &dropped).is_none());
+    assert_eq!(
+        support::metric(&server, "hooksink_batches_resent_total"),
+        0.0
     );
 }
 
