@@ -167,21 +167,16 @@ fn one_batch_answers_in_batch_duplicates_individually() {
     let server = Server::start(&url, &[("DB_WRITERS", "1")]);
     let addr = server.addr();
     assert_eq!(post_webhook(addr, &unique_id("warm"), EXAMPLE).status, 200);
-    // Hold the table so every request queues, then let them all through in a few batches.
-    let mut locker = db(&url);
-    let transaction = lock_events_table(&mut locker);
     let prefix = unique_id("batch");
     let ids: Vec<String> = (0..30)
         .flat_map(|i| [format!("{prefix}_{i}"), format!("{prefix}_{i}")])
         .collect();
-    let load = Load::each(addr, &ids, 1);
-    thread::sleep(Duration::from_millis(1000));
-    transaction.rollback().unwrap();
+    let outcomes = post_held_back(&url, addr, &ids);
     let mut accepted = HashSet::new();
     let mut duplicates = 0;
     for Outcome {
         id, status, body, ..
-    } in &load.finish()
+    } in &outcomes
     {
         assert_eq!(*status, 200, "{id}: {body}");
         if body.contains("\"accepted\"") {
@@ -218,18 +213,13 @@ fn a_batch_that_meets_a_stored_id_is_sent_again_and_answers_each_event() {
         "accepted"
     );
     assert_eq!(resent(), 0.0, "a new event is stored by the first INSERT");
-    // The stored id among new ones, held back so that they arrive in one or two batches.
-    let mut locker = db(&url);
-    let transaction = lock_events_table(&mut locker);
+    // The stored id among new ones.
     let prefix = unique_id("mixed");
     let mut ids: Vec<String> = (0..5).map(|i| format!("{prefix}_{i}")).collect();
     ids.insert(2, stored.clone());
-    let load = Load::each(addr, &ids, 1);
-    thread::sleep(Duration::from_millis(1000));
-    transaction.rollback().unwrap();
     for Outcome {
         id, status, body, ..
-    } in &load.finish()
+    } in &post_held_back(&url, addr, &ids)
     {
         assert_eq!(*status, 200, "{id}: {body}");
         let expected = if *id == stored {
@@ -269,18 +259,14 @@ fn a_batch_inserts_its_rows_in_id_order() {
     let server = Server::start(&url, &[("DB_WRITERS", "1")]);
     let addr = server.addr();
     assert_eq!(post_webhook(addr, &unique_id("warm"), EXAMPLE).status, 200);
-    let mut locker = db(&url);
-    let transaction = lock_events_table(&mut locker);
     // Ids whose order differs from the order they are posted in.
     let prefix = unique_id("order");
     let ids: Vec<String> = [7, 3, 12, 0, 9, 14, 1, 5, 11, 2, 15, 8, 4, 13, 6, 10]
         .iter()
         .map(|i| format!("{prefix}_{i:02}"))
         .collect();
-    let load = Load::each(addr, &ids, 1);
-    thread::sleep(Duration::from_millis(1000));
-    transaction.rollback().unwrap();
-    assert!(load.finish().iter().all(|outcome| outcome.status == 200));
+    let outcomes = post_held_back(&url, addr, &ids);
+    assert!(outcomes.iter().all(|outcome| outcome.status == 200));
     // The heap's order is the order of insertion. The first request may have made a batch of
     // its own before the others queued behind the lock: at most two batches, each sorted.
     let inserted: Vec<String> = db(&url)
@@ -383,6 +369,17 @@ fn immediate_shutdown(cluster: &hooksink::localdb::LocalPostgres) -> i32 {
     // SAFETY: kill has no memory effects.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGQUIT) }, 0);
     pid
+}
+
+/// Posts `ids` (a client each) while the table is locked, then unlocks it: the requests queue
+/// behind the writer's first batch and go in one or two batches. Returns their outcomes.
+fn post_held_back(url: &str, addr: std::net::SocketAddr, ids: &[String]) -> Vec<Outcome> {
+    let mut locker = db(url);
+    let transaction = lock_events_table(&mut locker);
+    let load = Load::each(addr, ids, 1);
+    thread::sleep(Duration::from_millis(1000));
+    transaction.rollback().unwrap();
+    load.finish()
 }
 
 /// Holds an exclusive lock on `webhook_events` until the transaction ends, so writers wait.
