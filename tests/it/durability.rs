@@ -301,13 +301,13 @@ fn a_trigger_that_skips_rows_costs_one_503_then_each_id_is_asked_for() {
     let answer = post_webhook(addr, &dropped, EXAMPLE);
     assert_eq!(answer.status, 503, "{}", answer.body);
     assert_eq!(answer.header("retry-after"), Some("5"));
-    assert!(
+    // The log is read from the server's stderr by a thread of the harness: give it a moment.
+    let warned = wait_until(Duration::from_secs(5), || {
         server
             .log_text()
-            .contains("an INSERT of 1 new events stored 0 rows"),
-        "{}",
-        server.log_text()
-    );
+            .contains("an INSERT of 1 new events stored 0 rows")
+    });
+    assert!(warned, "{}", server.log_text());
     // The writer now asks which ids were stored, for every batch: new events are accepted
     // without a second round trip.
     let kept = unique_id("kept");
